@@ -1,0 +1,115 @@
+"""Command line: ``python -m classifier {train,evaluate,predict}``.
+
+Every failure a user can cause ends in one readable line on stderr and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from classifier.config import DATASETS, WEIGHTS_DIR
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and deploy it to the weights folder")
+    train.add_argument("--dataset", choices=sorted(DATASETS), default="pneumonia")
+    train.add_argument("--data-dir", type=Path, help="Kaggle-layout folder or zip; downloaded here if missing")
+    train.add_argument("--force-download", action="store_true", help="download again even if --data-dir exists")
+    train.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
+    train.add_argument("--seed", type=int, default=1234)
+    train.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on a Kaggle-layout folder; prints JSON")
+    evaluate.add_argument("--dataset", choices=sorted(DATASETS), default="pneumonia")
+    evaluate.add_argument("--data-dir", type=Path, required=True, help="folder whose <split>/<CLASS>/ holds images")
+    evaluate.add_argument("--split", default="test", help="sub-folder to score (default: test)")
+    evaluate.add_argument("--model", type=Path, help="model file (default: weights/<dataset>.keras)")
+
+    predict = commands.add_parser("predict", help="classify image files; one line per image")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--model", type=Path, default=WEIGHTS_DIR / "pneumonia.keras")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from classifier.train import Train
+
+    path = Train(
+        args.dataset,
+        data_dir=args.data_dir,
+        force_download=args.force_download,
+        epochs=args.epochs,
+        seed=args.seed,
+        weights_dir=args.weights_dir,
+    ).run()
+    print(f"deployed {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from classifier.evaluation import evaluate_folder
+
+    model = args.model or WEIGHTS_DIR / f"{args.dataset}.keras"
+    print(json.dumps(evaluate_folder(args.dataset, args.data_dir, model, args.split), indent=2))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from classifier.imaging import ImageError
+    from classifier.inference import load_model
+
+    model = load_model(args.model)
+    failures = 0
+    for path in args.images:
+        try:
+            result = model.predict_bytes(path.read_bytes())
+        except (OSError, ImageError) as exc:
+            failures += 1
+            print(f"{path}: error: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"file": str(path), **result.as_dict()}))
+        else:
+            probabilities = " ".join(f"{name}={p:.3f}" for name, p in result.probabilities.items())
+            print(f"{path}: {result.predicted_class} ({probabilities})")
+    return EXIT_FAILURE if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from classifier.errors import UserError
+
+    command = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}[args.command]
+    try:
+        return command(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,153 @@
+"""Labelled examples from a Kaggle-layout folder, patient-grouped splits and `tf.data` pipelines."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from sklearn.model_selection import StratifiedGroupKFold
+
+from classifier.config import DatasetSpec
+from classifier.errors import UserError
+from classifier.imaging import decode_image
+from classifier.preprocessing import preprocess
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm"}
+
+
+class LayoutError(UserError):
+    """A folder that is not in the Kaggle `<split>/<CLASS>/<image>` layout."""
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    label: int
+    group: str
+
+
+def list_examples(split_dir: Path, spec: DatasetSpec) -> list[Example]:
+    """Every labelled image under `split_dir`, sorted by path."""
+    if not split_dir.is_dir():
+        raise LayoutError(f"{split_dir} is not a folder")
+    examples = []
+    for path in sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        relative = path.relative_to(split_dir).as_posix()
+        label = next((c for pattern, c in spec.labels.items() if fnmatch.fnmatch(relative, pattern)), None)
+        if label is not None:
+            examples.append(Example(path, spec.classes.index(label), _group_of(path, spec)))
+    missing = set(spec.classes) - {spec.classes[e.label] for e in examples}
+    if missing:
+        folders = ", ".join(sorted({p.split("/")[0] for p in spec.labels}))
+        raise LayoutError(
+            f"{split_dir} has no images for class(es) {', '.join(sorted(missing))}; "
+            f"expected sub-folders {folders} holding the images"
+        )
+    return examples
+
+
+def _group_of(path: Path, spec: DatasetSpec) -> str:
+    if spec.group_pattern and (match := re.search(spec.group_pattern, path.name)):
+        return f"{path.parent.name}/{match.group(1)}"
+    return str(path)
+
+
+def file_list_hash(examples: Sequence[Example], root: Path) -> str:
+    """SHA-256 over the sorted relative paths and labels: identifies a training set."""
+    lines = sorted(f"{e.path.relative_to(root).as_posix()}\t{e.label}" for e in examples)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def group_near_duplicates(examples: Sequence[Example], max_distance: int = 6) -> list[Example]:
+    """Examples regrouped so images whose perceptual hashes are close share a group."""
+    import imagehash  # only needed for datasets without patient ids
+    from PIL import Image
+
+    hashes = []
+    for example in examples:
+        pixels = decode_image(example.path.read_bytes(), min_side=64).pixels
+        hashes.append(imagehash.phash(Image.fromarray((pixels * 255).astype(np.uint8))))
+    parent = list(range(len(examples)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(examples)):
+        for j in range(i):
+            if hashes[i] - hashes[j] <= max_distance:
+                parent[root(i)] = root(j)
+    return [Example(e.path, e.label, f"dup{root(i)}") for i, e in enumerate(examples)]
+
+
+def split_by_group(
+    examples: Sequence[Example], validation_fraction: float, seed: int, fold: int = 0
+) -> tuple[list[Example], list[Example]]:
+    """Stratified split with no group (patient) on both sides."""
+    n_splits = max(2, round(1 / validation_fraction))
+    labels = [e.label for e in examples]
+    groups = [e.group for e in examples]
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train_idx, val_idx = list(splitter.split(np.zeros(len(examples)), labels, groups))[fold]
+    return [examples[i] for i in train_idx], [examples[i] for i in val_idx]
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """Random geometry and exposure changes a radiograph can plausibly show."""
+
+    return keras.Sequential(
+        [
+            layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
+            layers.RandomZoom((-0.1, 0.15), fill_mode="constant", seed=seed + 1),
+            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
+            layers.RandomContrast(0.3, seed=seed + 3),
+            layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
+        ],
+        name="augmentation",
+    )
+
+
+def make_dataset(
+    examples: Sequence[Example],
+    image_size: int,
+    batch_size: int,
+    training: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of (image, label): files decoded and preprocessed once, then cached.
+
+    The training split is reshuffled every epoch and augmented; other splits
+    keep their order, so predictions line up with `examples`.
+    """
+
+    def load(path: tf.Tensor) -> np.ndarray:
+        return preprocess(Path(path.decode()).read_bytes(), image_size)
+
+    def load_example(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.numpy_function(load, [path], tf.float32, stateful=False)
+        return tf.ensure_shape(image, (image_size, image_size, 1)), label
+
+    paths = [str(e.path) for e in examples]
+    labels = np.array([e.label for e in examples], dtype=np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    dataset = dataset.map(load_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    if training:
+        augment = augmenter(seed)
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        dataset = dataset.map(
+            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,30 @@
+"""Scoring a deployed model on any folder in the Kaggle layout, at its card's threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from classifier.config import get_dataset
+from classifier.data import list_examples, make_dataset
+from classifier.download import find_dataset_root
+from classifier.errors import UserError
+from classifier.inference import load_model
+from classifier.metrics import classification_report
+
+
+def evaluate_folder(dataset: str, data_dir: Path, model_path: Path, split: str = "test") -> dict:
+    """The card's metrics for `model_path` on ``<data_dir>/<split>/`` (found inside Kaggle's nesting)."""
+    if not data_dir.exists():
+        raise UserError(f"{data_dir} does not exist")
+    spec = get_dataset(dataset)
+    model = load_model(model_path)
+    split_dir = find_dataset_root(data_dir, split) / split
+    examples = list_examples(split_dir, spec)
+    images = np.concatenate([x for x, _ in make_dataset(examples, model.image_size, 64).as_numpy_iterator()])
+    predictions = model.predict(images)
+    probabilities = np.array([[p.probabilities[c] for c in model.classes] for p in predictions])
+    labels = np.array([e.label for e in examples])
+    report = classification_report(labels, probabilities, model.classes, model.card.threshold)
+    return {"model": str(model_path), "split": str(split_dir), "threshold": model.card.threshold, **report}

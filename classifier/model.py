@@ -1,0 +1,74 @@
+"""The CNN: a small grayscale convolutional network with an attention-gated pooling head."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+ATTENTION_LAYER = "attention"
+
+
+@keras.saving.register_keras_serializable(package="classifier")
+class GatedAveragePooling(layers.Layer):
+    """Global average pooling of features switched on or off by an attention map.
+
+    Takes ``[features, attention]`` with attention in [0, 1] of shape
+    (batch, h, w, 1); the gated average is divided by the map's mean so the
+    pooled features keep their scale however much of the image is attended.
+    """
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        features, attention = inputs
+        gated = ops.mean(features * attention, axis=(1, 2))
+        return gated / (ops.mean(attention, axis=(1, 2)) + self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        features_shape, _ = input_shape
+        return (features_shape[0], features_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def conv_block(x, filters: int, name: str, pool: bool = True):
+    """Two 3x3 convolutions with batch normalisation, then (optionally) 2x2 max pooling."""
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return layers.MaxPooling2D(name=f"{name}_pool")(x) if pool else x
+
+
+def build_model(
+    classes: tuple[str, ...],
+    image_size: int = 64,
+    filters: tuple[int, ...] = (16, 32, 64, 128),
+    dropout: float = 0.4,
+    name: str = "classifier",
+) -> keras.Model:
+    """Image (size, size, 1) in [0, 1] -> class probabilities (softmax over `classes`).
+
+    The last block is not pooled, so the attention map has 1/8 of the input's
+    resolution (8x8 for a 64x64 input).
+    """
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = inputs
+    for i, width in enumerate(filters, start=1):
+        x = conv_block(x, width, name=f"block{i}", pool=i < len(filters))
+    features = x
+    attention = layers.Conv2D(64, 1, activation="relu", name="attention_hidden")(features)
+    attention = layers.Conv2D(1, 1, activation="sigmoid", name=ATTENTION_LAYER)(attention)
+    x = GatedAveragePooling(name="gated_pooling")([features, attention])
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(64, activation="relu", name="head_dense")(x)
+    outputs = layers.Dense(len(classes), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def with_attention(model: keras.Model) -> keras.Model:
+    """The same network returning ``(probabilities, attention map)``."""
+    return keras.Model(model.input, [model.output, model.get_layer(ATTENTION_LAYER).output])

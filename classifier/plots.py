@@ -1,0 +1,53 @@
+"""The model card's figures: training curves, ROC curve and confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn import metrics
+
+
+def training_curves(history: dict[str, list[float]], path: Path, best_epoch: int) -> None:
+    """Loss and accuracy per epoch for the training and validation splits."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        ax.plot(epochs, history[key], label="training")
+        ax.plot(epochs, history[f"val_{key}"], label="validation")
+        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept (epoch {best_epoch})")
+        ax.set(title=title, xlabel="epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def roc_curves(labels: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
+    """One-vs-rest ROC curve per class (one curve for a binary model)."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    shown = classes[1:] if len(classes) == 2 else classes
+    for name in shown:
+        index = classes.index(name)
+        fpr, tpr, _ = metrics.roc_curve(labels == index, probabilities[:, index])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {metrics.auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set(title="ROC, validation split", xlabel="false positive rate", ylabel="true positive rate")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: list[list[int]], classes: tuple[str, ...], path: Path) -> None:
+    """The confusion matrix with counts in the cells."""
+    fig, ax = plt.subplots(figsize=(4 + len(classes) * 0.5, 4 + len(classes) * 0.5))
+    metrics.ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(ax=ax, colorbar=False)
+    ax.set_title("Confusion matrix, validation split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,42 @@
+"""The one preprocessing function: image -> model input.
+
+Training, evaluation and the service all call `preprocess`, so a model always
+sees its inputs prepared exactly as during training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from classifier.config import IMAGE_SIZE
+from classifier.imaging import DecodedImage, decode_image
+
+LOW_PERCENTILE = 0.5
+HIGH_PERCENTILE = 99.5
+
+
+def resize_gray(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Squash a 2-D intensity array to `size` x `size` with an antialiased filter."""
+    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def normalize_intensity(pixels: np.ndarray) -> np.ndarray:
+    """Stretch the image's own 0.5-99.5 percentile range to [0, 1].
+
+    This makes the input independent of bit depth, exposure and windowing, so a
+    16-bit PNG, a DICOM and an 8-bit JPEG of one radiograph look alike.
+    """
+    low, high = np.percentile(pixels, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high - low < 1e-6:
+        return np.zeros_like(pixels, dtype=np.float32)
+    return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def preprocess(image: bytes | DecodedImage | np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Image bytes, a decoded image or a 2-D intensity array -> float32 array (size, size, 1)."""
+    if isinstance(image, bytes):
+        image = decode_image(image, min_side=2 * size)
+    pixels = image.pixels if isinstance(image, DecodedImage) else image
+    return normalize_intensity(resize_gray(pixels, size))[..., np.newaxis]

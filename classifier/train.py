@@ -1,0 +1,255 @@
+"""`Train`: get a dataset, train the attention CNN on it, and deploy the weights with a model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import PIL
+import sklearn
+import tensorflow as tf
+
+from classifier import metrics, plots
+from classifier.card import InputSpec, ModelCard, TrainingRecord
+from classifier.config import DATA_DIR, IMAGE_SIZE, WEIGHTS_DIR, get_dataset
+from classifier.data import Example, file_list_hash, group_near_duplicates, list_examples, make_dataset, split_by_group
+from classifier.download import locate_dataset
+from classifier.model import build_model
+from classifier.preprocessing import HIGH_PERCENTILE, LOW_PERCENTILE
+
+log = logging.getLogger(__name__)
+
+PREPROCESSING = (
+    f"decode (JPEG DCT-domain reduction, EXIF orientation, DICOM windowing), grayscale in [0, 1], "
+    f"squash to a square with an antialiased bilinear filter, stretch the {LOW_PERCENTILE}-{HIGH_PERCENTILE} "
+    f"percentile range to [0, 1] (classifier.preprocessing.preprocess)"
+)
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Adds `val_auc` (ROC AUC on the validation split) to each epoch's logs."""
+
+    def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray):
+        super().__init__()
+        self.dataset, self.labels = dataset, labels
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        probabilities = self.model.predict(self.dataset, verbose=0)
+        auc = metrics.roc_auc(self.labels, probabilities)
+        if logs is not None:
+            logs["val_auc"] = auc
+        log.info("epoch %d: val_auc %.4f", epoch + 1, auc)
+
+
+@dataclass
+class Train:
+    """Train one dataset's model: ``Train("pneumonia").run()`` or step by step.
+
+    `data_dir` is a local folder or zip in the Kaggle layout; when it does not
+    exist (or `force_download` is set) the dataset is downloaded from Kaggle into it.
+    """
+
+    dataset: str = "pneumonia"
+    data_dir: Path | None = None
+    force_download: bool = False
+    epochs: int | None = None
+    image_size: int = IMAGE_SIZE
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    validation_fraction: float = 0.2
+    patience: int = 10
+    seed: int = 1234
+    weights_dir: Path = WEIGHTS_DIR
+    spec: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.spec = get_dataset(self.dataset)
+        self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR / self.dataset
+        self.epochs = self.epochs or self.spec.epochs
+        self.model: keras.Model | None = None
+        self.history: dict[str, list[float]] = {}
+
+    def get_data(self) -> tuple[list[Example], list[Example]]:
+        """Locate (or download) the data and split `train/` by patient into training and validation."""
+        self.root = locate_dataset(self.spec, self.data_dir, self.force_download)
+        examples = list_examples(self.root / "train", self.spec)
+        if not self.spec.group_pattern:
+            examples = group_near_duplicates(examples)
+        self.examples = examples
+        self.train_examples, self.val_examples = split_by_group(examples, self.validation_fraction, self.seed)
+        counts = np.bincount([e.label for e in self.train_examples], minlength=len(self.spec.classes))
+        log.info(
+            "%s: %d training images %s, %d validation images, %d groups",
+            self.dataset,
+            len(self.train_examples),
+            dict(zip(self.spec.classes, counts.tolist(), strict=False)),
+            len(self.val_examples),
+            len({e.group for e in examples}),
+        )
+        return self.train_examples, self.val_examples
+
+    def class_weights(self) -> dict[int, float]:
+        """Weights inversely proportional to class frequency, averaging 1."""
+        counts = np.bincount([e.label for e in self.train_examples], minlength=len(self.spec.classes))
+        return {i: float(len(self.train_examples) / (len(counts) * c)) for i, c in enumerate(counts) if c}
+
+    def build(self) -> keras.Model:
+        """A new model, initialised from a shipped model's convolutional layers if the dataset says so."""
+        model = build_model(tuple(self.spec.classes), self.image_size, name=self.dataset)
+        if self.spec.init_from:
+            source = keras.saving.load_model(self.weights_dir / f"{self.spec.init_from}.keras")
+            for layer in model.layers:
+                if layer.name.startswith("block") and layer.weights:
+                    layer.set_weights(source.get_layer(layer.name).get_weights())
+            log.info("initialised convolutional layers from %s", self.spec.init_from)
+        return model
+
+    def train(self) -> keras.Model:
+        """Fit with class weights, cosine learning-rate decay, early stopping and a best-epoch checkpoint."""
+        if not hasattr(self, "train_examples"):
+            self.get_data()
+        keras.utils.set_random_seed(self.seed)
+        train_ds = make_dataset(self.train_examples, self.image_size, self.batch_size, training=True, seed=self.seed)
+        val_ds = make_dataset(self.val_examples, self.image_size, self.batch_size)
+        val_labels = np.array([e.label for e in self.val_examples])
+        steps = int(np.ceil(len(self.train_examples) / self.batch_size)) * self.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, steps, warmup_target=self.learning_rate, warmup_steps=max(1, steps // 20)
+        )
+        model = self.build()
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=self.weight_decay),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = Path(tmp) / "best.keras"
+            fit = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=self.epochs,
+                class_weight=self.class_weights(),
+                shuffle=False,  # the training dataset reshuffles itself every epoch
+                verbose=2,
+                callbacks=[
+                    ValidationMetrics(val_ds, val_labels),
+                    keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
+                    keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=self.patience),
+                ],
+            )
+            self.model = keras.saving.load_model(checkpoint)
+        self.duration = time.monotonic() - started
+        self.history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+        self.best_epoch = int(np.nanargmax(self.history["val_auc"])) + 1
+        log.info(
+            "kept epoch %d of %d (val_auc %.4f)",
+            self.best_epoch,
+            len(self.history["loss"]),
+            max(self.history["val_auc"]),
+        )
+        return self.model
+
+    def predict(self, examples: list[Example]) -> np.ndarray:
+        """Class probabilities for `examples`, in order."""
+        return self.model.predict(make_dataset(examples, self.image_size, self.batch_size), verbose=0)
+
+    def validate(self) -> dict:
+        """Choose the decision threshold and score the model on the validation split."""
+        labels = np.array([e.label for e in self.val_examples])
+        self.val_probabilities = self.predict(self.val_examples)
+        self.threshold, self.threshold_rule = None, None
+        if self.spec.positive_class:
+            positive = self.spec.classes.index(self.spec.positive_class)
+            self.threshold, self.threshold_rule = metrics.choose_threshold(
+                labels == positive, self.val_probabilities[:, positive]
+            )
+        self.validation = metrics.classification_report(
+            labels, self.val_probabilities, self.spec.classes, self.threshold
+        )
+        return self.validation
+
+    def model_card(self, plot_files: dict[str, str]) -> ModelCard:
+        today = dt.date.today().isoformat()
+        return ModelCard(
+            name=self.dataset,
+            version=today,
+            description=self.spec.description,
+            intended_use=self.spec.intended_use,
+            classes=list(self.spec.classes),
+            positive_class=self.spec.positive_class,
+            threshold=self.threshold,
+            threshold_rule=self.threshold_rule,
+            input=InputSpec(size=self.image_size, preprocessing=PREPROCESSING),
+            validation=self.validation,
+            training=TrainingRecord(
+                dataset=self.dataset,
+                source=f"kaggle:{self.spec.kaggle_slug} train split",
+                train_size=len(self.train_examples),
+                validation_size=len(self.val_examples),
+                groups=len({e.group for e in self.examples}),
+                file_list_sha256=file_list_hash(self.examples, self.root / "train"),
+                epochs_run=len(self.history["loss"]),
+                best_epoch=self.best_epoch,
+                seed=self.seed,
+                date=today,
+                duration_seconds=round(self.duration, 1),
+                hyperparameters={
+                    "batch_size": self.batch_size,
+                    "learning_rate": self.learning_rate,
+                    "weight_decay": self.weight_decay,
+                    "validation_fraction": self.validation_fraction,
+                    "patience": self.patience,
+                    "max_epochs": self.epochs,
+                    "schedule": "linear warm-up then cosine decay",
+                    "class_weights": str(self.class_weights()),
+                },
+                history=self.history,
+            ),
+            libraries={
+                "python": platform.python_version(),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "numpy": np.__version__,
+                "pillow": PIL.__version__,
+                "scikit-learn": sklearn.__version__,
+            },
+            plots=plot_files,
+        )
+
+    def deploy_model(self) -> Path:
+        """Write ``<weights_dir>/<dataset>.keras``, its model card ``.json`` and the card's plots."""
+        if self.model is None:
+            raise RuntimeError("nothing to deploy: train() first")
+        self.validate()
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.weights_dir / self.dataset
+        plot_files = {
+            "training_curves": f"{self.dataset}.training.png",
+            "roc": f"{self.dataset}.roc.png",
+            "confusion_matrix": f"{self.dataset}.confusion.png",
+        }
+        labels = np.array([e.label for e in self.val_examples])
+        plots.training_curves(self.history, self.weights_dir / plot_files["training_curves"], self.best_epoch)
+        plots.roc_curves(labels, self.val_probabilities, self.spec.classes, self.weights_dir / plot_files["roc"])
+        plots.confusion_matrix(
+            self.validation["confusion_matrix"], self.spec.classes, self.weights_dir / plot_files["confusion_matrix"]
+        )
+        self.model.save(stem.with_suffix(".keras"))
+        self.model_card(plot_files).save(stem.with_suffix(".json"))
+        log.info("deployed %s", stem.with_suffix(".keras"))
+        return stem.with_suffix(".keras")
+
+    def run(self) -> Path:
+        """Get the data, train, and deploy."""
+        self.get_data()
+        self.train()
+        return self.deploy_model()

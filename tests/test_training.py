@@ -1,0 +1,82 @@
+"""The training pipeline end to end on a tiny generated folder: train, deploy, reload, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from classifier.card import ModelCard
+from classifier.config import get_dataset
+from classifier.data import LayoutError, list_examples, split_by_group
+from classifier.inference import load_model
+from classifier.model import GatedAveragePooling, build_model, with_attention
+from tests.conftest import FIXTURES
+
+
+def test_deploy_writes_model_card_and_plots(trained_weights: Path) -> None:
+    card = ModelCard.load(trained_weights / "pneumonia.json")
+    assert card.classes == ["normal", "pneumonia"]
+    assert card.input.size == 64
+    assert 0.0 <= card.threshold <= 1.0
+    assert "validation" in card.threshold_rule and "test" in card.threshold_rule
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "f1", "confusion_matrix"):
+        assert key in card.validation
+    assert sum(map(sum, card.validation["confusion_matrix"])) == card.training.validation_size
+    assert card.training.train_size + card.training.validation_size == 48
+    assert len(card.training.file_list_sha256) == 64
+    assert card.training.epochs_run == 1 and card.training.seed == 1234
+    for name in card.plots.values():
+        assert (trained_weights / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_saved_model_loads_in_safe_mode_and_predicts(trained_weights: Path) -> None:
+    model = keras.saving.load_model(trained_weights / "pneumonia.keras", safe_mode=True)
+    probabilities, attention = with_attention(model)(np.zeros((2, 64, 64, 1), "float32"))
+    assert probabilities.shape == (2, 2) and attention.shape == (2, 8, 8, 1)
+    np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, rtol=1e-5)
+
+
+def test_loaded_model_predicts_a_real_fixture(trained_weights: Path) -> None:
+    model = load_model(trained_weights / "pneumonia.keras")
+    fixture = sorted(FIXTURES.glob("*.jpeg"))[0]
+    prediction = model.predict_bytes(fixture.read_bytes())
+    assert prediction.predicted_class in ("normal", "pneumonia")
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert prediction.attention.shape == (8, 8)
+    assert 0.0 <= prediction.attention.min() <= prediction.attention.max() <= 1.0
+
+
+def test_validation_split_keeps_patients_apart(kaggle_folder: Path) -> None:
+    examples = list_examples(kaggle_folder / "train", get_dataset("pneumonia"))
+    train, val = split_by_group(examples, 0.25, seed=3)
+    assert {e.group for e in train}.isdisjoint({e.group for e in val})
+    assert {e.label for e in val} == {0, 1}
+    assert len(train) + len(val) == len(examples)
+
+
+def test_wrong_layout_names_the_expected_folders(tmp_path: Path) -> None:
+    (tmp_path / "train" / "cats").mkdir(parents=True)
+    with pytest.raises(LayoutError, match="NORMAL"):
+        list_examples(tmp_path / "train", get_dataset("pneumonia"))
+
+
+def test_gated_pooling_rescales_by_the_attention_mean() -> None:
+    features = np.arange(8, dtype="float32").reshape(1, 2, 2, 2)
+    attention = np.array([1, 0, 1, 0], "float32").reshape(1, 2, 2, 1)
+    pooled = GatedAveragePooling()([features, attention]).numpy()
+    np.testing.assert_allclose(pooled, [[(0 + 4) / 2, (1 + 5) / 2]], rtol=1e-5)
+
+
+def test_model_card_json_round_trips(trained_weights: Path) -> None:
+    raw = json.loads((trained_weights / "pneumonia.json").read_text())
+    assert ModelCard.model_validate(raw).model_dump(mode="json")["classes"] == raw["classes"]
+
+
+def test_build_model_attention_map_is_one_eighth_of_input() -> None:
+    model = build_model(("a", "b", "c"), image_size=96)
+    _, attention = with_attention(model)(np.zeros((1, 96, 96, 1), "float32"))
+    assert attention.shape == (1, 12, 12, 1)
