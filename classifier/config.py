@@ -6,7 +6,7 @@ evaluation and serving code read everything they need from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,8 @@ class DatasetSpec:
     epochs: int = 40
     init_from: str | None = None
     """Name of a shipped model whose convolutional layers start training."""
-    extra: dict[str, str] = field(default_factory=dict)
+    folds: int = 0
+    """Cross-validation folds for small datasets (0: one patient-grouped validation split)."""
 
 
 PNEUMONIA_GROUPS = r"^(person\d+|NORMAL2-IM-\d+|IM-\d+)"
@@ -59,6 +60,30 @@ DATASETS: dict[str, DatasetSpec] = {
             "Kermany et al. 2018: normal vs pneumonia (bacterial or viral).",
             intended_use="Research and teaching: screening-style triage of paediatric frontal chest "
             "X-rays. Not a diagnostic device.",
+        ),
+        DatasetSpec(
+            name="pneumonia-type",
+            kaggle_slug="paultimothymooney/chest-xray-pneumonia",
+            classes=("normal", "bacterial", "viral"),
+            labels={"NORMAL/*": "normal", "PNEUMONIA/*bacteria*": "bacterial", "PNEUMONIA/*virus*": "viral"},
+            group_pattern=PNEUMONIA_GROUPS,
+            description="The pneumonia dataset with the pneumonia class split by cause, as its file names "
+            "record it: normal vs bacterial vs viral pneumonia.",
+            intended_use="Research only: whether a 64x64 CNN can tell bacterial from viral pneumonia. "
+            "Not a diagnostic device; the cause of a pneumonia is not decided from a radiograph alone.",
+        ),
+        DatasetSpec(
+            name="covid",
+            kaggle_slug="pranavraikokte/covid19-image-dataset",
+            classes=("covid", "normal", "viral_pneumonia"),
+            labels={"Covid/*": "covid", "Normal/*": "normal", "Viral Pneumonia/*": "viral_pneumonia"},
+            description="Adult and paediatric chest X-rays from several public collections (Kaggle "
+            "covid19-image-dataset): COVID-19 vs normal vs other viral pneumonia.",
+            intended_use="Research and teaching only, on a 249-image public dataset of mixed sources. "
+            "Not a diagnostic device; never use it to rule COVID-19 in or out.",
+            epochs=60,
+            init_from="pneumonia",
+            folds=5,
         ),
     )
 }

@@ -68,3 +68,15 @@ def classification_report(
     else:
         report["f1_macro"] = float(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
     return report
+
+
+def fold_summary(fold_reports: list[dict]) -> dict:
+    """Mean and standard deviation over cross-validation folds of each scalar metric, and the folds."""
+    scalars = [k for k, v in fold_reports[0].items() if isinstance(v, float)]
+    values = {k: np.array([r[k] for r in fold_reports], dtype=float) for k in scalars}
+    return {
+        "folds": len(fold_reports),
+        "mean": {k: float(np.nanmean(v)) for k, v in values.items()},
+        "std": {k: float(np.nanstd(v)) for k, v in values.items()},
+        "per_fold": fold_reports,
+    }

@@ -12,13 +12,17 @@ import numpy as np
 from sklearn import metrics
 
 
-def training_curves(history: dict[str, list[float]], path: Path, best_epoch: int) -> None:
-    """Loss and accuracy per epoch for the training and validation splits."""
+def training_curves(histories: list[dict[str, list[float]]], path: Path, best_epoch: int) -> None:
+    """Loss and accuracy per epoch for the training and validation splits (one pair per fold)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
-        ax.plot(epochs, history[key], label="training")
-        ax.plot(epochs, history[f"val_{key}"], label="validation")
+        for fold, history in enumerate(histories):
+            epochs = np.arange(1, len(history[key]) + 1)
+            suffix = f" (fold {fold + 1})" if len(histories) > 1 else ""
+            ax.plot(epochs, history[key], color="C0", alpha=0.6, label=f"training{suffix}" if fold == 0 else None)
+            ax.plot(
+                epochs, history[f"val_{key}"], color="C1", alpha=0.6, label=f"validation{suffix}" if fold == 0 else None
+            )
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept (epoch {best_epoch})")
         ax.set(title=title, xlabel="epoch")
         ax.legend()

@@ -66,6 +66,8 @@ class Train:
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2
     patience: int = 10
+    folds: int | None = None
+    """Cross-validation folds; None takes the dataset's own setting."""
     seed: int = 1234
     weights_dir: Path = WEIGHTS_DIR
     spec: object = field(init=False, repr=False)
@@ -74,6 +76,7 @@ class Train:
         self.spec = get_dataset(self.dataset)
         self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR / self.dataset
         self.epochs = self.epochs or self.spec.epochs
+        self.folds = self.spec.folds if self.folds is None else self.folds
         self.model: keras.Model | None = None
         self.history: dict[str, list[float]] = {}
 
@@ -96,11 +99,6 @@ class Train:
         )
         return self.train_examples, self.val_examples
 
-    def class_weights(self) -> dict[int, float]:
-        """Weights inversely proportional to class frequency, averaging 1."""
-        counts = np.bincount([e.label for e in self.train_examples], minlength=len(self.spec.classes))
-        return {i: float(len(self.train_examples) / (len(counts) * c)) for i, c in enumerate(counts) if c}
-
     def build(self) -> keras.Model:
         """A new model, initialised from a shipped model's convolutional layers if the dataset says so."""
         model = build_model(tuple(self.spec.classes), self.image_size, name=self.dataset)
@@ -112,15 +110,17 @@ class Train:
             log.info("initialised convolutional layers from %s", self.spec.init_from)
         return model
 
-    def train(self) -> keras.Model:
-        """Fit with class weights, cosine learning-rate decay, early stopping and a best-epoch checkpoint."""
-        if not hasattr(self, "train_examples"):
-            self.get_data()
+    def fit(
+        self, train_examples: list[Example], val_examples: list[Example] | None, epochs: int
+    ) -> tuple[keras.Model, dict[str, list[float]]]:
+        """Fit a new model with class weights and warm-up + cosine learning-rate decay.
+
+        With `val_examples`, keep the epoch with the best validation ROC AUC and stop
+        early when it stalls; without, train exactly `epochs` epochs.
+        """
         keras.utils.set_random_seed(self.seed)
-        train_ds = make_dataset(self.train_examples, self.image_size, self.batch_size, training=True, seed=self.seed)
-        val_ds = make_dataset(self.val_examples, self.image_size, self.batch_size)
-        val_labels = np.array([e.label for e in self.val_examples])
-        steps = int(np.ceil(len(self.train_examples) / self.batch_size)) * self.epochs
+        train_ds = make_dataset(train_examples, self.image_size, self.batch_size, training=True, seed=self.seed)
+        steps = int(np.ceil(len(train_examples) / self.batch_size)) * epochs
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, steps, warmup_target=self.learning_rate, warmup_steps=max(1, steps // 20)
         )
@@ -130,42 +130,90 @@ class Train:
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
         )
-        started = time.monotonic()
+        counts = np.bincount([e.label for e in train_examples], minlength=len(self.spec.classes))
+        options = {
+            "epochs": epochs,
+            "class_weight": {i: len(train_examples) / (len(counts) * c) for i, c in enumerate(counts) if c},
+            "shuffle": False,  # the training dataset reshuffles itself every epoch
+            "verbose": 2,
+        }
+        if not val_examples:
+            history = model.fit(train_ds, **options).history
+            return model, {k: [float(v) for v in values] for k, values in history.items()}
+        val_ds = make_dataset(val_examples, self.image_size, self.batch_size)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = Path(tmp) / "best.keras"
-            fit = model.fit(
+            history = model.fit(
                 train_ds,
                 validation_data=val_ds,
-                epochs=self.epochs,
-                class_weight=self.class_weights(),
-                shuffle=False,  # the training dataset reshuffles itself every epoch
-                verbose=2,
                 callbacks=[
-                    ValidationMetrics(val_ds, val_labels),
+                    ValidationMetrics(val_ds, np.array([e.label for e in val_examples])),
                     keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
                     keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=self.patience),
                 ],
-            )
-            self.model = keras.saving.load_model(checkpoint)
+                **options,
+            ).history
+            model = keras.saving.load_model(checkpoint)
+        return model, {k: [float(v) for v in values] for k, values in history.items()}
+
+    def train(self) -> keras.Model:
+        """Train on the training split, keeping the best epoch on the validation split."""
+        if not hasattr(self, "train_examples"):
+            self.get_data()
+        started = time.monotonic()
+        self.model, self.history = self.fit(self.train_examples, self.val_examples, self.epochs)
         self.duration = time.monotonic() - started
-        self.history = {k: [float(v) for v in values] for k, values in fit.history.items()}
         self.best_epoch = int(np.nanargmax(self.history["val_auc"])) + 1
-        log.info(
-            "kept epoch %d of %d (val_auc %.4f)",
-            self.best_epoch,
-            len(self.history["loss"]),
-            max(self.history["val_auc"]),
-        )
+        log.info("kept epoch %d of %d (val_auc %.4f)", self.best_epoch, self.epochs_run, max(self.history["val_auc"]))
+        self.fold_histories = [self.history]
+        self.val_labels = np.array([e.label for e in self.val_examples])
+        self.val_probabilities = self.predict(self.val_examples)
         return self.model
+
+    def cross_validate(self, folds: int) -> keras.Model:
+        """Grouped, stratified k-fold validation, then a final model on all of `train/`.
+
+        Each fold keeps its best epoch; the final model trains for the median of
+        those. The card reports every fold, the spread, and metrics pooled over the
+        out-of-fold predictions (each image scored by the one model that never saw it).
+        """
+        if not hasattr(self, "examples"):
+            self.get_data()
+        started = time.monotonic()
+        index = {e.path: i for i, e in enumerate(self.examples)}
+        self.val_labels = np.array([e.label for e in self.examples])
+        self.val_probabilities = np.zeros((len(self.examples), len(self.spec.classes)), dtype=np.float32)
+        self.fold_histories, self.fold_reports = [], []
+        for fold in range(folds):
+            train, val = split_by_group(self.examples, 1 / folds, self.seed, fold)
+            model, history = self.fit(train, val, self.epochs)
+            rows = [index[e.path] for e in val]
+            self.model = model
+            self.val_probabilities[rows] = self.predict(val)
+            best = int(np.nanargmax(history["val_auc"])) + 1
+            report = metrics.classification_report(
+                self.val_labels[rows], self.val_probabilities[rows], self.spec.classes, None
+            )
+            self.fold_histories.append(history)
+            self.fold_reports.append({"fold": fold + 1, "best_epoch": best, **report})
+            log.info("fold %d/%d: best epoch %d, accuracy %.3f", fold + 1, folds, best, report["accuracy"])
+        self.best_epoch = int(np.median([r["best_epoch"] for r in self.fold_reports]))
+        self.train_examples, self.val_examples = list(self.examples), list(self.examples)
+        self.model, self.history = self.fit(self.examples, None, self.best_epoch)
+        self.duration = time.monotonic() - started
+        return self.model
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history["loss"])
 
     def predict(self, examples: list[Example]) -> np.ndarray:
         """Class probabilities for `examples`, in order."""
         return self.model.predict(make_dataset(examples, self.image_size, self.batch_size), verbose=0)
 
     def validate(self) -> dict:
-        """Choose the decision threshold and score the model on the validation split."""
-        labels = np.array([e.label for e in self.val_examples])
-        self.val_probabilities = self.predict(self.val_examples)
+        """Choose the decision threshold and score the validation (or out-of-fold) predictions."""
+        labels = self.val_labels
         self.threshold, self.threshold_rule = None, None
         if self.spec.positive_class:
             positive = self.spec.classes.index(self.spec.positive_class)
@@ -175,6 +223,8 @@ class Train:
         self.validation = metrics.classification_report(
             labels, self.val_probabilities, self.spec.classes, self.threshold
         )
+        if getattr(self, "fold_reports", None):
+            self.validation["cross_validation"] = metrics.fold_summary(self.fold_reports)
         return self.validation
 
     def model_card(self, plot_files: dict[str, str]) -> ModelCard:
@@ -197,7 +247,7 @@ class Train:
                 validation_size=len(self.val_examples),
                 groups=len({e.group for e in self.examples}),
                 file_list_sha256=file_list_hash(self.examples, self.root / "train"),
-                epochs_run=len(self.history["loss"]),
+                epochs_run=self.epochs_run,
                 best_epoch=self.best_epoch,
                 seed=self.seed,
                 date=today,
@@ -210,7 +260,7 @@ class Train:
                     "patience": self.patience,
                     "max_epochs": self.epochs,
                     "schedule": "linear warm-up then cosine decay",
-                    "class_weights": str(self.class_weights()),
+                    "class_weights": "inverse class frequency",
                 },
                 history=self.history,
             ),
@@ -237,9 +287,10 @@ class Train:
             "roc": f"{self.dataset}.roc.png",
             "confusion_matrix": f"{self.dataset}.confusion.png",
         }
-        labels = np.array([e.label for e in self.val_examples])
-        plots.training_curves(self.history, self.weights_dir / plot_files["training_curves"], self.best_epoch)
-        plots.roc_curves(labels, self.val_probabilities, self.spec.classes, self.weights_dir / plot_files["roc"])
+        plots.training_curves(self.fold_histories, self.weights_dir / plot_files["training_curves"], self.best_epoch)
+        plots.roc_curves(
+            self.val_labels, self.val_probabilities, self.spec.classes, self.weights_dir / plot_files["roc"]
+        )
         plots.confusion_matrix(
             self.validation["confusion_matrix"], self.spec.classes, self.weights_dir / plot_files["confusion_matrix"]
         )
@@ -249,7 +300,10 @@ class Train:
         return stem.with_suffix(".keras")
 
     def run(self) -> Path:
-        """Get the data, train, and deploy."""
+        """Get the data, train (cross-validated if the dataset asks for folds), and deploy."""
         self.get_data()
-        self.train()
+        if self.folds:
+            self.cross_validate(self.folds)
+        else:
+            self.train()
         return self.deploy_model()

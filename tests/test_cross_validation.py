@@ -1,0 +1,68 @@
+"""Small datasets: near-duplicate grouping, k-fold validation and starting from another model's layers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.card import ModelCard
+from classifier.config import get_dataset
+from classifier.data import group_near_duplicates, list_examples, split_by_group
+from classifier.train import Train
+from tests.conftest import synthetic_xray
+
+COVID_FOLDERS = {"Covid": True, "Normal": False, "Viral Pneumonia": True}
+
+
+@pytest.fixture(scope="module")
+def covid_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The covid zip's layout, with each fourth image also saved re-encoded under a second name."""
+    root = tmp_path_factory.mktemp("covid") / "Covid19-dataset"
+    rng = np.random.default_rng(5)
+    for folder, sick in COVID_FOLDERS.items():
+        (root / "train" / folder).mkdir(parents=True)
+        for i in range(8):
+            image = synthetic_xray(rng, sick, size=128)
+            image.save(root / "train" / folder / f"{i:02d}.jpeg", quality=90)
+            if i % 4 == 0:
+                image.resize((150, 150), Image.Resampling.BILINEAR).save(root / "train" / folder / f"{i:02d}b.png")
+    return root.parent
+
+
+def test_near_duplicates_share_a_group(covid_folder: Path) -> None:
+    examples = group_near_duplicates(list_examples(covid_folder / "Covid19-dataset" / "train", get_dataset("covid")))
+    groups = {e.path.name: e.group for e in examples if e.path.parent.name == "Normal"}
+    assert groups["00.jpeg"] == groups["00b.png"]
+    assert groups["04.jpeg"] == groups["04b.png"]
+    assert len(set(groups.values())) == 8
+    for fold in range(5):
+        train, val = split_by_group(examples, 0.2, seed=0, fold=fold)
+        assert {e.group for e in train}.isdisjoint({e.group for e in val})
+
+
+def test_covid_cross_validates_from_the_pneumonia_model(
+    covid_folder: Path, trained_weights: Path, tmp_path: Path
+) -> None:
+    for name in ("pneumonia.keras", "pneumonia.json"):
+        shutil.copy(trained_weights / name, tmp_path / name)
+    trainer = Train("covid", data_dir=covid_folder, epochs=2, folds=2, batch_size=16, weights_dir=tmp_path)
+    started = keras.saving.load_model(trained_weights / "pneumonia.keras")
+    np.testing.assert_array_equal(
+        trainer.build().get_layer("block3_conv1").get_weights()[0],
+        started.get_layer("block3_conv1").get_weights()[0],
+    )
+    trainer.run()
+    card = ModelCard.load(tmp_path / "covid.json")
+    assert card.classes == ["covid", "normal", "viral_pneumonia"] and card.threshold is None
+    cv = card.validation["cross_validation"]
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
+    assert set(cv["std"]) >= {"accuracy", "roc_auc"}
+    assert card.training.validation_size == card.training.train_size == 30
+    assert card.training.groups == 24
+    assert 1 <= card.training.best_epoch <= 2
+    assert sum(map(sum, card.validation["confusion_matrix"])) == 30
