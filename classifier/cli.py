@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}[args.command]
     try:
         return command(args)
-    except UserError as exc:
+    except (UserError, OSError) as exc:  # OSError: a path that cannot be read or written
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from classifier.config import get_dataset
-from classifier.data import list_examples, make_dataset
+from classifier.data import list_examples
 from classifier.download import find_dataset_root
 from classifier.errors import UserError
+from classifier.imaging import ImageError
 from classifier.inference import load_model
 from classifier.metrics import classification_report
+from classifier.preprocessing import preprocess
 
 
 def evaluate_folder(dataset: str, data_dir: Path, model_path: Path, split: str = "test") -> dict:
@@ -22,9 +24,17 @@ def evaluate_folder(dataset: str, data_dir: Path, model_path: Path, split: str =
     model = load_model(model_path)
     split_dir = find_dataset_root(data_dir, split) / split
     examples = list_examples(split_dir, spec)
-    images = np.concatenate([x for x, _ in make_dataset(examples, model.image_size, 64).as_numpy_iterator()])
+    images = np.stack([_load(example.path, model.image_size) for example in examples])
     predictions = model.predict(images)
     probabilities = np.array([[p.probabilities[c] for c in model.classes] for p in predictions])
     labels = np.array([e.label for e in examples])
     report = classification_report(labels, probabilities, model.classes, model.card.threshold)
     return {"model": str(model_path), "split": str(split_dir), "threshold": model.card.threshold, **report}
+
+
+def _load(path: Path, size: int) -> np.ndarray:
+    """`path` preprocessed; an unreadable image is named, not buried in a TensorFlow traceback."""
+    try:
+        return preprocess(path.read_bytes(), size)
+    except ImageError as exc:
+        raise UserError(f"{path}: {exc}") from exc
