@@ -1,0 +1,123 @@
+"""The inference service: ``uvicorn classifier.app:app``.
+
+`create_app` builds the FastAPI app from `Settings`: it finds the models, mounts one prediction router per
+model, and loads the weights once, in the background, when the server starts (see `classifier.registry`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect
+
+from classifier import __version__
+from classifier.imaging import ImageError
+from classifier.pool import InferencePool
+from classifier.registry import ModelRegistry, ServedModel
+from classifier.service_errors import ServiceError, from_image_error
+from classifier.settings import Settings
+from classifier.telemetry import REQUEST_ID_HEADER, Metrics, RequestTelemetry, configure_logging
+from routers import health, metrics, models, prediction, web
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Classifies chest X-rays and shows where the model looked (an attention map).
+
+**Research models trained on small public datasets; not a diagnostic device.**
+
+Every refused request is answered with a 4xx and `{"detail": "..."}` saying what was wrong."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    registry = ModelRegistry.discover(settings.models_dir, settings.models)
+    telemetry = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        def publish(served: ServedModel) -> None:
+            telemetry.models_ready.labels(served.name).set(served.status == "ready")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(registry.load, settings.runtime, publish)
+            yield
+            tasks.cancel_scope.cancel()
+
+    app = FastAPIOffline(
+        title="Chest X-ray classifier",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.pool = InferencePool(settings.inference_threads, settings.max_in_flight, settings.retry_after_s)
+    app.state.metrics = telemetry
+    telemetry.in_flight.set_function(lambda: app.state.pool.in_flight)
+    for served in registry:
+        telemetry.models_ready.labels(served.name).set(0)
+
+    app.include_router(web.router)
+    app.mount("/static", web.static, name="static")
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(metrics.router)
+    for served in registry:
+        app.include_router(prediction.prediction_router(served))
+
+    _add_error_handlers(app, telemetry)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    app.add_middleware(RequestTelemetry, metrics=telemetry)
+    return app
+
+
+def _add_error_handlers(app: FastAPI, telemetry: Metrics) -> None:
+    """Every refusal as ``{"detail": "..."}`` with its status, counted by kind."""
+
+    def refuse(error: ServiceError) -> JSONResponse:
+        telemetry.errors.labels(error.kind).inc()
+        return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return refuse(exc)
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return refuse(from_image_error(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return refuse(ServiceError(422, "invalid_request", problems))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnected(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return refuse(ServiceError(400, "client_disconnected", "the client disconnected before sending the body"))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        telemetry.errors.labels("internal").inc()
+        return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
+
+
+app = create_app()

@@ -1,0 +1,125 @@
+// The web page: send the chosen X-ray to /<model>/predict?attention=true and show the answer.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const percent = (p) => `${(100 * p).toFixed(1)} %`;
+const width = (p) => `${(100 * p).toFixed(2)}%`;
+let models = [];
+let currentFile = null;
+let shownImage = null;
+
+async function loadModels() {
+  try {
+    const response = await fetch("/models");
+    models = await response.json();
+  } catch {
+    models = [];
+  }
+  const select = $("model");
+  for (const model of models) {
+    select.append(new Option(`${model.name} (${model.version})`, model.name));
+  }
+  $("model-picker").hidden = models.length < 2;
+  if (!models.length) showError("No model is served: train one and restart the server.");
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+}
+
+async function classify(file) {
+  const model = models.find((m) => m.name === $("model").value);
+  if (!file || !model) return;
+  currentFile = file;
+  $("error").hidden = true;
+  $("result").hidden = true;
+  $("status").textContent = `Classifying ${file.name}…`;
+  const form = new FormData();
+  form.append("image_file", file);
+  let response;
+  let body;
+  try {
+    response = await fetch(`${model.predict_url}?attention=true`, { method: "POST", body: form });
+    body = await response.json();
+  } catch (error) {
+    $("status").textContent = "";
+    showError(`The server could not be reached: ${error.message}`);
+    return;
+  }
+  $("status").textContent = "";
+  if (!response.ok) {
+    showError(`${file.name}: ${body.detail || response.statusText}`);
+    return;
+  }
+  render(model, body, file);
+}
+
+function render(model, answer, file) {
+  $("predicted-class").textContent = answer.predicted_class;
+  const image = answer.image;
+  $("summary").textContent =
+    `${answer.model.name} model ${answer.model.version} · ${image.format} ${image.width}×${image.height}` +
+    (answer.threshold == null ? "" : ` · threshold ${answer.threshold.toFixed(2)} on ${model.positive_class}`);
+  const bars = $("bars");
+  bars.replaceChildren();
+  for (const [name, p] of Object.entries(answer.probabilities)) {
+    const row = document.createElement("div");
+    row.className = name === answer.predicted_class ? "bar chosen" : "bar";
+    const label = document.createElement("span");
+    label.textContent = name;
+    const track = document.createElement("div");
+    track.className = "track";
+    track.setAttribute("role", "meter");
+    track.setAttribute("aria-label", `${name} probability`);
+    track.setAttribute("aria-valuemin", "0");
+    track.setAttribute("aria-valuemax", "1");
+    track.setAttribute("aria-valuenow", p.toFixed(4));
+    const fill = document.createElement("div");
+    fill.className = "fill";
+    fill.style.width = width(p);
+    track.append(fill);
+    if (name === model.positive_class && answer.threshold != null) {
+      const mark = document.createElement("div");
+      mark.className = "threshold";
+      mark.title = `threshold ${answer.threshold.toFixed(2)}`;
+      mark.style.left = width(answer.threshold);
+      track.append(mark);
+    }
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = percent(p);
+    row.append(label, track, value);
+    bars.append(row);
+  }
+  if (shownImage) URL.revokeObjectURL(shownImage);
+  shownImage = URL.createObjectURL(file);
+  $("original").src = shownImage;
+  $("overlay").src = `data:image/png;base64,${answer.attention_map.overlay_png}`;
+  $("result").hidden = false;
+}
+
+function setUp() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (event) => classify(event.target.files[0]));
+  $("model").addEventListener("change", () => classify(currentFile));
+  $("original").addEventListener("error", () => $("original").closest("figure").setAttribute("hidden", ""));
+  $("original").addEventListener("load", () => $("original").closest("figure").removeAttribute("hidden"));
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer.files[0];
+    if (file) classify(file);
+  });
+  loadModels();
+}
+
+setUp();

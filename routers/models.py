@@ -1,0 +1,29 @@
+"""The served models' cards."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from classifier.card import ModelCard
+from classifier.schemas import ErrorResponse, ModelInfo, model_info
+from classifier.service_errors import ServiceError
+from routers.dependencies import RegistryDep
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("", summary="Every served model: classes, threshold, input size, validation metrics")
+async def list_models(registry: RegistryDep) -> list[ModelInfo]:
+    return [model_info(served) for served in registry]
+
+
+@router.get(
+    "/{name}",
+    summary="One model's full card, training record included",
+    responses={404: {"model": ErrorResponse, "description": "no such model"}},
+)
+async def model_card(name: str, registry: RegistryDep) -> ModelCard:
+    served = registry.get(name)
+    if served is None:
+        raise ServiceError(404, "unknown_model", f"no model {name!r}; see /models")
+    return served.card

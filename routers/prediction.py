@@ -1,0 +1,125 @@
+"""Prediction routes, written once and mounted per model: ``/pneumonia/predict``, ``/covid/predict``, ...
+
+The body is read from the raw request stream (`classifier.uploads`), the decoding and inference run in the
+bounded inference pool, and a refused upload is a 4xx with ``{"detail": "..."}``.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from classifier.registry import ServedModel
+from classifier.results import classify
+from classifier.schemas import BatchError, ErrorResponse, batch_item_schema, prediction_schema
+from classifier.service_errors import ServiceError
+from classifier.settings import Settings
+from classifier.uploads import IMAGE_FIELD, DataUrlImage, Upload, UploadLimits, read_images
+from routers.dependencies import MetricsDep, PoolDep, SettingsDep
+
+Attention = Annotated[
+    bool, Query(description="also return `attention_map`: the heatmap overlaid on the image, and its raw grid")
+]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "empty body, not an image, a truncated or corrupt image, or a malformed form",
+        408: "the body did not arrive in time",
+        413: "the body, the image (in pixels) or the number of images is over its limit",
+        415: "the body or the image is of an unsupported type",
+        422: f"no {IMAGE_FIELD!r} field, or a JSON body without an image data URL",
+        503: "busy (too many predictions in flight) or the model is still loading; see Retry-After",
+    }.items()
+}
+
+
+def _request_body(batch: bool) -> dict[str, Any]:
+    file = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+    if batch:
+        form = {"type": "array", "items": file, "description": "the images, in order"}
+        content = {"multipart/form-data": {"schema": _form(form)}}
+    else:
+        form = {**file, "description": "a chest X-ray: JPEG, PNG, ..."}
+        json_body = DataUrlImage.model_json_schema()
+        content = {"multipart/form-data": {"schema": _form(form)}, "application/json": {"schema": json_body}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _form(field: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {IMAGE_FIELD: field}, "required": [IMAGE_FIELD]}
+
+
+def prediction_router(served: ServedModel) -> APIRouter:
+    """The routes of one model, under ``/<name>``."""
+    name = served.name
+    Prediction = prediction_schema(served)
+    BatchPrediction = batch_item_schema(Prediction)
+    router = APIRouter(prefix=f"/{name}", tags=[name])
+
+    async def run(
+        uploads: list[Upload], attention: bool, settings: Settings, pool: PoolDep, metrics: MetricsDep
+    ) -> list[dict[str, Any] | ServiceError]:
+        model = served.require(settings.retry_after_s)
+        job = partial(
+            classify, served, model, [u.data for u in uploads], max_pixels=settings.max_pixels, attention=attention
+        )
+        started = time.perf_counter()
+        answers = await pool.run(job)
+        metrics.inference_latency.labels(name).observe(time.perf_counter() - started)
+        for answer in answers:
+            if isinstance(answer, dict):
+                metrics.predictions.labels(name, answer["predicted_class"]).inc()
+        return answers
+
+    @router.post(
+        "/predict",
+        summary=f"Classify one image with the {name} model",
+        description=f"Send the image as the multipart field `{IMAGE_FIELD}`, or as JSON "
+        '`{"image": "data:image/png;base64,..."}`.',
+        response_model=Prediction,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+        openapi_extra=_request_body(batch=False),
+    )
+    async def predict(
+        request: Request, settings: SettingsDep, pool: PoolDep, metrics: MetricsDep, attention: Attention = False
+    ) -> Any:
+        uploads = await read_images(request, _limits(settings, max_images=1))
+        [answer] = await run(uploads, attention, settings, pool, metrics)
+        if isinstance(answer, ServiceError):
+            raise answer
+        return answer
+
+    @router.post(
+        "/predict/batch",
+        summary=f"Classify several images with the {name} model",
+        description=f"Send each image as a multipart field `{IMAGE_FIELD}`. The answer lists one result per "
+        "image, in order; an image that cannot be classified gets an error entry and the others are still "
+        "classified.",
+        response_model=list[BatchPrediction | BatchError],
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+        openapi_extra=_request_body(batch=True),
+    )
+    async def predict_batch(
+        request: Request, settings: SettingsDep, pool: PoolDep, metrics: MetricsDep, attention: Attention = False
+    ) -> Any:
+        uploads = await read_images(request, _limits(settings, settings.max_batch_images), allow_json=False)
+        answers = await run(uploads, attention, settings, pool, metrics)
+        results = []
+        for upload, answer in zip(uploads, answers, strict=True):
+            if isinstance(answer, ServiceError):
+                metrics.errors.labels(answer.kind).inc()
+                answer = {"status_code": answer.status_code, "detail": answer.detail}
+            results.append({**answer, "filename": upload.filename})
+        return results
+
+    return router
+
+
+def _limits(settings: Settings, max_images: int) -> UploadLimits:
+    return UploadLimits(settings.max_upload_bytes, max_images, settings.upload_timeout_s)
