@@ -160,6 +160,7 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     """Send the service's and uvicorn's logs to stderr, as text or JSON lines.
 
     uvicorn's access log is switched off: `RequestTelemetry` logs each request, with its id.
+    python-multipart's is too: its parse warnings quote bytes of the upload, and uploads are never logged.
     """
     handler = _ServiceHandler()
     handler.addFilter(RequestIdFilter())
@@ -177,3 +178,4 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("python_multipart").disabled = True
