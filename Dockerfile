@@ -1,0 +1,32 @@
+# The inference service: docker build -t xray-classifier . && docker run -p 5000:5000 xray-classifier
+# Port, workers and every CLASSIFIER_* setting come from the environment (-e UVICORN_WORKERS=2).
+
+# Build stage: TensorFlow exports each shipped model to LiteRT (weights/<name>.tflite), so the served export
+# always matches the weights in the image. TensorFlow stays in this stage.
+FROM python:3.11-slim AS export
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+COPY classifier/ classifier/
+COPY weights/ weights/
+RUN python -m classifier.export weights/*.keras
+
+# Serving stage: LiteRT instead of TensorFlow, no training, test or data packages, a non-root user.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY requirements.txt ./
+COPY deploy/requirements.txt deploy/
+RUN pip install -r deploy/requirements.txt \
+    && groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
+COPY classifier/ classifier/
+COPY routers/ routers/
+COPY --from=export /app/weights/*.keras /app/weights/*.json /app/weights/*.tflite weights/
+USER 10001:10001
+ENV UVICORN_HOST=0.0.0.0 UVICORN_PORT=5000 UVICORN_WORKERS=1 UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=20
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UVICORN_PORT']}/healthcheck\", timeout=2)"]
+CMD ["uvicorn", "classifier.app:app"]

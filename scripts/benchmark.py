@@ -1,0 +1,333 @@
+"""Benchmark the service side by side with the article's endpoint, in one run, with one client.
+
+    python scripts/benchmark.py --image ../shared/data/samples/normal_1.jpeg --model weights/pneumonia.keras
+
+For each server -- the article's naive endpoint (model built and loaded per request), its load-once fix
+(``model.predict`` per request), the service on TensorFlow and the service on LiteRT, with 1 and 2 workers --
+it measures the time from process start to ``/readyz`` 200, latency (p50/p99) one request at a time,
+throughput at concurrency 8 and 32, and the resident memory of each worker; then model-only images/s.
+Every HTTP figure comes from the same light asyncio client sending the same multipart upload over keep-alive
+connections. Prints Markdown tables (and the machine's load, as the CPU is shared) and writes JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: import the project's packages
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
+
+    @property
+    def ok_per_second(self) -> float:
+        return self.statuses[200] / self.seconds if self.seconds else 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values()) + sum(n for status, n in self.statuses.items() if status != 200)
+
+    def summary(self) -> dict:
+        return {
+            "requests": len(self.latencies) + sum(self.errors.values()),
+            "p50_ms": round(self.percentile_ms(50), 2),
+            "p99_ms": round(self.percentile_ms(99), 2),
+            "ok_per_s": round(self.ok_per_second, 1),
+            "statuses": dict(self.statuses),
+            "errors": dict(self.errors),
+        }
+
+
+def multipart_request(host: str, port: int, path: str, image: Path) -> bytes:
+    """A complete keep-alive HTTP/1.1 POST uploading `image` as the form field ``image_file``."""
+    boundary = "benchmark-boundary-7d1f"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image_file"; filename="{image.name}"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        + image.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Status and whether the connection stays open; the body (always with Content-Length here) is skipped."""
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    if "content-length" not in headers:
+        raise ValueError("response without Content-Length")
+    await reader.readexactly(int(headers["content-length"]))
+    return int(lines[0].split()[1]), headers.get("connection", "").lower() != "close"
+
+
+async def load(
+    host: str, port: int, request: bytes, concurrency: int, total: int, seconds: float, timeout: float = 30.0
+) -> LoadResult:
+    """Send `request` `total` times (or for `seconds`, whichever ends first) over `concurrency` connections."""
+    result, sent = LoadResult(), 0
+    deadline = time.perf_counter() + seconds
+
+    def take() -> bool:
+        nonlocal sent
+        if sent >= total or time.perf_counter() > deadline:
+            return False
+        sent += 1
+        return True
+
+    async def connection() -> None:
+        writer = None
+        while take():
+            started = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                writer.write(request)
+                await writer.drain()
+                status, keep_alive = await asyncio.wait_for(_read_response(reader), timeout)
+            except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                result.errors[type(exc).__name__] += 1
+                keep_alive = False
+            else:
+                result.latencies.append(time.perf_counter() - started)
+                result.statuses[status] += 1
+            if not keep_alive and writer is not None:
+                writer.close()
+                writer = None
+        if writer is not None:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Server:
+    """A server process on a loopback port, started and timed to readiness."""
+
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    log: Path
+    process: subprocess.Popen | None = None
+    ready_s: float = float("nan")
+
+    def start(self, timeout: float = 120.0) -> Server:
+        started = time.perf_counter()
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                self.command, env={**os.environ, **self.env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+        while time.perf_counter() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command} exited; see {self.log}")
+            url = f"http://127.0.0.1:{self.port}/readyz"
+            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    self.ready_s = time.perf_counter() - started
+                    return self
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.command} not ready in {timeout} s; see {self.log}")
+
+    def worker_pids(self) -> list[int]:
+        """The serving processes: uvicorn's spawned workers, or the server itself when it has none."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        return workers or [pid]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def uvicorn(app: str, port: int, workers: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers",
+            str(workers), "--no-access-log", *extra]  # fmt: skip
+
+
+def model_only(model: Path, image: Path, seconds: float) -> list[dict]:
+    """Images/s of the network alone on the preprocessed image, per runtime and batch size.
+
+    `model` is ``<name>.keras`` with its export ``<name>.tflite`` beside it.
+    """
+    import keras
+
+    from classifier.inference import load_model
+    from classifier.model import with_attention
+    from classifier.preprocessing import preprocess
+
+    def rate(call: Callable[[np.ndarray], object], batch: np.ndarray) -> float:
+        call(batch)
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            call(batch)
+            calls += 1
+        return calls * len(batch) / (time.perf_counter() - started)
+
+    one = preprocess(image.read_bytes(), 64)[np.newaxis]
+    network = with_attention(keras.saving.load_model(model))
+    runtimes: dict[str, Callable[[np.ndarray], object]] = {
+        "Keras model.predict": lambda x: network.predict(x, verbose=0),
+        "Keras direct call (eager)": lambda x: network(x, training=False),
+        "TensorFlow compiled function": load_model(model, "keras").predict,
+        "LiteRT, 1 thread": load_model(model, "litert", threads=1).predict,
+        "LiteRT, 2 threads": load_model(model, "litert", threads=2).predict,
+    }
+    return [
+        {"runtime": name, "batch": n, "images_per_s": round(rate(call, np.repeat(one, n, axis=0)), 1)}
+        for name, call in runtimes.items()
+        for n in (1, 64)
+    ]
+
+
+def machine_load() -> dict:
+    """Load average and the busiest other processes: the CPU is shared."""
+    top = subprocess.run(
+        ["ps", "-eo", "pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[1:6]
+    return {"loadavg": Path("/proc/loadavg").read_text().split()[:3], "top": [line[:120] for line in top]}
+
+
+@contextlib.contextmanager
+def model_folders(model: Path) -> Iterator[tuple[Path, Path]]:
+    """Two copies of the model: Keras only (the service falls back to TensorFlow) and with its LiteRT export."""
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_dir, litert_dir = Path(tmp, "keras"), Path(tmp, "litert")
+        for folder in (keras_dir, litert_dir):
+            folder.mkdir()
+            for suffix in (".keras", ".json"):
+                shutil.copy(model.with_suffix(suffix), folder)
+        export = model.with_suffix(".tflite")
+        if export.is_file():
+            shutil.copy(export, litert_dir)
+        else:
+            import keras
+
+            from classifier.export import export_litert
+
+            export_litert(keras.saving.load_model(model), litert_dir / export.name)
+        yield keras_dir, litert_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, default=ROOT.parent / "shared/data/samples/normal_1.jpeg")
+    parser.add_argument("--model", type=Path, default=ROOT / "weights/pneumonia.keras")
+    parser.add_argument("--requests", type=int, default=1000, help="most requests per measurement")
+    parser.add_argument("--seconds", type=float, default=10.0, help="longest time per measurement")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs/benchmark.json")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model = args.model.resolve()
+    report: dict = {"image": str(args.image), "model": str(model), "load_before": machine_load(), "servers": []}
+    path = f"/{model.stem}/predict"
+
+    with model_folders(model) as (keras_dir, litert_dir):
+        naive_env = {"NAIVE_MODEL": str(model), "PYTHONPATH": str(ROOT)}
+        servers = [
+            ("naive (article)", "naive_service:app", 1, {**naive_env, "NAIVE_MODE": "naive"}),
+            ("load-once, model.predict", "naive_service:app", 1, {**naive_env, "NAIVE_MODE": "load-once"}),
+            ("service, TensorFlow", "classifier.app:app", 1, {"CLASSIFIER_MODELS_DIR": str(keras_dir)}),
+            ("service, TensorFlow", "classifier.app:app", 2, {"CLASSIFIER_MODELS_DIR": str(keras_dir)}),
+            ("service, LiteRT", "classifier.app:app", 1, {"CLASSIFIER_MODELS_DIR": str(litert_dir)}),
+            ("service, LiteRT", "classifier.app:app", 2, {"CLASSIFIER_MODELS_DIR": str(litert_dir)}),
+        ]
+        for label, app, workers, env in servers:
+            port = free_port()
+            extra = ("--app-dir", str(ROOT / "scripts")) if app.startswith("naive") else ()
+            log = args.out.with_name(f"benchmark-{len(report['servers'])}.log")
+            server = Server(uvicorn(app, port, workers, *extra), env, port, log)
+            try:
+                server.start()
+                request = multipart_request("127.0.0.1", port, path, args.image)
+                entry = {"server": label, "workers": workers, "ready_s": round(server.ready_s, 2)}
+                asyncio.run(load("127.0.0.1", port, request, 2 * workers, 20, args.seconds))  # warm up
+                for concurrency in (1, 8, 32):
+                    result = asyncio.run(load("127.0.0.1", port, request, concurrency, args.requests, args.seconds))
+                    entry[f"c{concurrency}"] = result.summary()
+                entry["rss_mb"] = [round(rss_mb(pid)) for pid in server.worker_pids()]
+            finally:
+                server.stop()
+            report["servers"].append(entry)
+            print(json.dumps(entry), flush=True)
+        report["model_only"] = model_only(litert_dir / model.name, args.image, min(args.seconds, 5.0))
+    report["load_after"] = machine_load()
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(report)
+
+
+def print_tables(report: dict) -> None:
+    columns = ["server", "workers", "ready (s)", "p50 (ms)", "p99 (ms)", "req/s at 8", "req/s at 32", "non-200 at 32",
+               "RSS/worker (MB)"]  # fmt: skip
+    print("\n| " + " | ".join(columns) + " |\n" + "| --- " * len(columns) + "|")
+    for s in report["servers"]:
+        c1, c8, c32 = s["c1"], s["c8"], s["c32"]
+        row = [s["server"], s["workers"], s["ready_s"], c1["p50_ms"], c1["p99_ms"], c8["ok_per_s"], c32["ok_per_s"],
+               c32["requests"] - c32["statuses"].get(200, 0), max(s["rss_mb"])]  # fmt: skip
+        print("| " + " | ".join(str(value) for value in row) + " |")
+    print("\n| model only | batch 1 (images/s) | batch 64 (images/s) |\n| --- | --- | --- |")
+    rates: dict[str, dict[int, float]] = {}
+    for row in report["model_only"]:
+        rates.setdefault(row["runtime"], {})[row["batch"]] = row["images_per_s"]
+    for name, by_batch in rates.items():
+        print(f"| {name} | {by_batch[1]} | {by_batch[64]} |")
+    print(f"\nload average before {report['load_before']['loadavg']}, after {report['load_after']['loadavg']}")
+    for line in report["load_before"]["top"]:
+        print("  ", line)
+
+
+if __name__ == "__main__":
+    main()
