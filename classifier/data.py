@@ -103,18 +103,26 @@ def split_by_group(
 
 
 def augmenter(seed: int) -> keras.Sequential:
-    """Random geometry and exposure changes a radiograph can plausibly show."""
-
+    """Random geometry, exposure and sharpness changes a radiograph from another site can show."""
     return keras.Sequential(
         [
             layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
-            layers.RandomZoom((-0.1, 0.15), fill_mode="constant", seed=seed + 1),
-            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
+            layers.RandomZoom((-0.2, 0.2), fill_mode="constant", seed=seed + 1),
+            layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 2),
             layers.RandomContrast(0.3, seed=seed + 3),
             layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
+            layers.RandomGaussianBlur(
+                factor=0.5, kernel_size=3, sigma=(0.1, 1.0), value_range=(0.0, 1.0), seed=seed + 5
+            ),
         ],
         name="augmentation",
     )
+
+
+def random_gamma(images: tf.Tensor, seed: int, spread: float = 0.4) -> tf.Tensor:
+    """Per-image gamma in [e^-spread, e^spread]: the exposure curve varies between machines."""
+    gamma = tf.exp(tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -spread, spread, seed=seed))
+    return tf.pow(tf.clip_by_value(images, 0.0, 1.0), gamma)
 
 
 def make_dataset(
@@ -145,7 +153,7 @@ def make_dataset(
         augment = augmenter(seed)
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
         dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
+            lambda x, y: (random_gamma(tf.clip_by_value(augment(x, training=True), 0.0, 1.0), seed), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:

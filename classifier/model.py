@@ -47,7 +47,7 @@ def build_model(
     classes: tuple[str, ...],
     image_size: int = 64,
     filters: tuple[int, ...] = (16, 32, 64, 128),
-    dropout: float = 0.4,
+    dropout: float = 0.5,
     name: str = "classifier",
 ) -> keras.Model:
     """Image (size, size, 1) in [0, 1] -> class probabilities (softmax over `classes`).
