@@ -43,7 +43,13 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    retry_after: int = 0
+    """503 answers that said when to retry."""
     seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return len(self.latencies) + sum(self.errors.values())
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
@@ -58,24 +64,26 @@ class LoadResult:
 
     def summary(self) -> dict:
         return {
-            "requests": len(self.latencies) + sum(self.errors.values()),
+            "requests": self.done,
             "p50_ms": round(self.percentile_ms(50), 2),
             "p99_ms": round(self.percentile_ms(99), 2),
             "ok_per_s": round(self.ok_per_second, 1),
             "statuses": dict(self.statuses),
             "errors": dict(self.errors),
+            "503_with_retry_after": self.retry_after,
         }
 
 
-def multipart_request(host: str, port: int, path: str, image: Path) -> bytes:
-    """A complete keep-alive HTTP/1.1 POST uploading `image` as the form field ``image_file``."""
+def multipart_request(host: str, port: int, path: str, image: Path, copies: int = 1) -> bytes:
+    """A complete keep-alive HTTP/1.1 POST uploading `image` (`copies` times) as the form field ``image_file``."""
     boundary = "benchmark-boundary-7d1f"
-    body = (
+    part = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="image_file"; filename="{image.name}"\r\n'
         f"Content-Type: image/jpeg\r\n\r\n".encode()
         + image.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
+        + b"\r\n"
     )
+    body = part * copies + f"--{boundary}--\r\n".encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -83,21 +91,31 @@ def multipart_request(host: str, port: int, path: str, image: Path) -> bytes:
     return head.encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Status and whether the connection stays open; the body (always with Content-Length here) is skipped."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """Status and headers (lower-case names); the body (always with Content-Length here) is skipped."""
     lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
     if "content-length" not in headers:
         raise ValueError("response without Content-Length")
     await reader.readexactly(int(headers["content-length"]))
-    return int(lines[0].split()[1]), headers.get("connection", "").lower() != "close"
+    return int(lines[0].split()[1]), headers
 
 
 async def load(
-    host: str, port: int, request: bytes, concurrency: int, total: int, seconds: float, timeout: float = 30.0
+    host: str,
+    port: int,
+    request: bytes,
+    concurrency: int,
+    total: int,
+    seconds: float,
+    timeout: float = 30.0,
+    result: LoadResult | None = None,
 ) -> LoadResult:
-    """Send `request` `total` times (or for `seconds`, whichever ends first) over `concurrency` connections."""
-    result, sent = LoadResult(), 0
+    """Send `request` `total` times (or for `seconds`, whichever ends first) over `concurrency` connections.
+
+    Pass `result` to watch the counts while it runs.
+    """
+    result, sent = result or LoadResult(), 0
     deadline = time.perf_counter() + seconds
 
     def take() -> bool:
@@ -116,13 +134,15 @@ async def load(
                     reader, writer = await asyncio.open_connection(host, port)
                 writer.write(request)
                 await writer.drain()
-                status, keep_alive = await asyncio.wait_for(_read_response(reader), timeout)
+                status, headers = await asyncio.wait_for(_read_response(reader), timeout)
             except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 result.errors[type(exc).__name__] += 1
                 keep_alive = False
             else:
                 result.latencies.append(time.perf_counter() - started)
                 result.statuses[status] += 1
+                result.retry_after += status == 503 and "retry-after" in headers
+                keep_alive = headers.get("connection", "").lower() != "close"
             if not keep_alive and writer is not None:
                 writer.close()
                 writer = None
