@@ -206,3 +206,23 @@ def predict(url: str, image: Path) -> dict:
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())
+
+
+def test_scale_out_files_use_the_image_port_and_health_routes() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["app"]["deploy"]["replicas"] >= 2 and compose["app"]["expose"] == ["5000"]
+    proxy = (ROOT / "deploy/nginx/proxy.conf").read_text()
+    assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in proxy
+    assert "server app:5000" in (ROOT / "deploy/nginx/nginx.conf").read_text()
+
+    manifests = {doc["kind"]: doc for path in (ROOT / "deploy/k8s").glob("*.yaml") for doc in yaml.safe_load_all(
+        path.read_text())}  # fmt: skip
+    assert set(manifests) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    [container] = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["ports"][0]["containerPort"] == 5000
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthcheck"
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == manifests["Deployment"][
+        "metadata"]["name"]  # fmt: skip
