@@ -17,10 +17,14 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from classifier.config import DatasetSpec
 from classifier.errors import UserError
-from classifier.imaging import decode_image
+from classifier.imaging import ImageError, decode_image
 from classifier.preprocessing import preprocess
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm"}
+
+
+class UnreadableImageError(UserError):
+    """A dataset file that cannot be decoded."""
 
 
 class LayoutError(UserError):
@@ -138,8 +142,11 @@ def make_dataset(
     keep their order, so predictions line up with `examples`.
     """
 
-    def load(path: tf.Tensor) -> np.ndarray:
-        return preprocess(Path(path.decode()).read_bytes(), image_size)
+    def load(path: bytes) -> np.ndarray:
+        try:
+            return preprocess(Path(path.decode()).read_bytes(), image_size)
+        except (OSError, ImageError) as exc:
+            raise UnreadableImageError(f"cannot read {path.decode()}: {exc}; remove or replace that file") from exc
 
     def load_example(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.numpy_function(load, [path], tf.float32, stateful=False)

@@ -19,8 +19,17 @@ import tensorflow as tf
 from classifier import metrics, plots
 from classifier.card import InputSpec, ModelCard, TrainingRecord
 from classifier.config import DATA_DIR, IMAGE_SIZE, WEIGHTS_DIR, get_dataset
-from classifier.data import Example, file_list_hash, group_near_duplicates, list_examples, make_dataset, split_by_group
+from classifier.data import (
+    Example,
+    UnreadableImageError,
+    file_list_hash,
+    group_near_duplicates,
+    list_examples,
+    make_dataset,
+    split_by_group,
+)
 from classifier.download import locate_dataset
+from classifier.export import export_litert
 from classifier.model import build_model
 from classifier.preprocessing import HIGH_PERCENTILE, LOW_PERCENTILE
 
@@ -74,7 +83,7 @@ class Train:
 
     def __post_init__(self) -> None:
         self.spec = get_dataset(self.dataset)
-        self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR / self.dataset
+        self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR / self.spec.kaggle_slug.split("/")[-1]
         self.epochs = self.epochs or self.spec.epochs
         self.folds = self.spec.folds if self.folds is None else self.folds
         self.model: keras.Model | None = None
@@ -276,7 +285,7 @@ class Train:
         )
 
     def deploy_model(self) -> Path:
-        """Write ``<weights_dir>/<dataset>.keras``, its model card ``.json`` and the card's plots."""
+        """Write ``<weights_dir>/<dataset>.keras``, its LiteRT export ``.tflite``, model card ``.json`` and plots."""
         if self.model is None:
             raise RuntimeError("nothing to deploy: train() first")
         self.validate()
@@ -295,6 +304,7 @@ class Train:
             self.validation["confusion_matrix"], self.spec.classes, self.weights_dir / plot_files["confusion_matrix"]
         )
         self.model.save(stem.with_suffix(".keras"))
+        export_litert(self.model, stem.with_suffix(".tflite"))
         self.model_card(plot_files).save(stem.with_suffix(".json"))
         log.info("deployed %s", stem.with_suffix(".keras"))
         return stem.with_suffix(".keras")
@@ -302,8 +312,12 @@ class Train:
     def run(self) -> Path:
         """Get the data, train (cross-validated if the dataset asks for folds), and deploy."""
         self.get_data()
-        if self.folds:
-            self.cross_validate(self.folds)
-        else:
-            self.train()
+        try:
+            if self.folds:
+                self.cross_validate(self.folds)
+            else:
+                self.train()
+        except tf.errors.OpError as exc:  # an image the input pipeline could not read
+            reason = next((line for line in exc.message.splitlines() if "cannot read" in line), exc.message)
+            raise UnreadableImageError(reason.split("UnreadableImageError: ")[-1].strip()) from exc
         return self.deploy_model()

@@ -80,3 +80,16 @@ def test_build_model_attention_map_is_one_eighth_of_input() -> None:
     model = build_model(("a", "b", "c"), image_size=96)
     _, attention = with_attention(model)(np.zeros((1, 96, 96, 1), "float32"))
     assert attention.shape == (1, 12, 12, 1)
+
+
+def test_corrupt_training_image_is_named(kaggle_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from classifier.data import UnreadableImageError
+    from classifier.train import Train
+
+    data = shutil.copytree(kaggle_folder, tmp_path / "data")
+    broken = data / "train" / "NORMAL" / "IM-0003-0007.jpeg"
+    broken.write_bytes(broken.read_bytes()[:200])
+    with pytest.raises(UnreadableImageError, match="IM-0003-0007.jpeg"):
+        Train("pneumonia", data_dir=data, epochs=1, batch_size=16, weights_dir=tmp_path / "w").run()
