@@ -113,10 +113,11 @@ class RequestTelemetry:
 
 
 def _route_name(scope: Scope) -> str:
-    """The route's path template (``/pneumonia/predict``) or mount path (``/static``): few metric labels."""
-    route = getattr(scope.get("route"), "path", None)
-    mount = scope.get("root_path") if scope.get("endpoint") else None
-    return route or mount or "unmatched"
+    """The matched route's path template (``/pneumonia/predict``), a mount's path (``/static``) or, for the
+    few fixed routes FastAPI adds (``/docs``), the path: few metric labels whatever the requests."""
+    if not scope.get("endpoint"):
+        return "unmatched"
+    return getattr(scope.get("route"), "path", None) or scope.get("root_path") or scope["path"]
 
 
 class RequestIdFilter(logging.Filter):

@@ -336,3 +336,19 @@ def test_openapi_documents_the_upload_and_the_answer(client: TestClient) -> None
     assert {"predicted_class", "probabilities", "pneumonia_probability", "model", "image"} <= set(answer["required"])
     assert answer["examples"][0]["predicted_class"] == "pneumonia"
     assert {"400", "413", "415", "422", "503"} <= set(operation["responses"])
+
+
+def test_serve_starts_uvicorn_as_the_settings_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from classifier import serve
+
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setenv("CLASSIFIER_HOST", "0.0.0.0")
+    monkeypatch.setenv("CLASSIFIER_PORT", "8080")
+    monkeypatch.setenv("CLASSIFIER_WORKERS", "3")
+    serve.main()
+    [(app, options)] = calls
+    assert app == "classifier.app:app"
+    assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8080, 3)

@@ -214,9 +214,9 @@ def test_uploads_never_touch_disk(client: TestClient, monkeypatch: pytest.Monkey
 
 
 @contextmanager
-def live_server(app: FastAPI) -> Iterator[tuple[str, int]]:
-    """`app` served by uvicorn on a free loopback port, in a thread."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
+def live_server(app: FastAPI, lifespan: str = "on") -> Iterator[tuple[str, int]]:
+    """`app` served by uvicorn on a free loopback port, in a thread; yields the address."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan=lifespan))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -233,7 +233,7 @@ def live_server(app: FastAPI) -> Iterator[tuple[str, int]]:
 @pytest.fixture(scope="module")
 def server(trained_weights: Path) -> Iterator[tuple[str, int]]:
     settings = Settings(models_dir=trained_weights, max_upload_mb=1, upload_timeout_s=0.5)
-    with live_server(create_app(settings)) as address:
+    with live_server(create_app(settings), lifespan="off") as address:  # no model needed to refuse a body
         yield address
 
 
