@@ -90,6 +90,7 @@ def test_choosing_an_xray_shows_class_probabilities_and_overlay(page: Page, tmp_
     wait_for_result(page)
     check_result(page)
     assert "JPEG" in page.inner_text("#summary")
+    assert page.is_hidden("#model-picker")  # one model: nothing to pick
     page.screenshot(path=tmp_path / "web-page.png", full_page=True)
 
 
