@@ -352,3 +352,27 @@ def test_serve_starts_uvicorn_as_the_settings_say(monkeypatch: pytest.MonkeyPatc
     [(app, options)] = calls
     assert app == "classifier.app:app"
     assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8080, 3)
+
+
+def test_a_three_class_model_is_served_beside_without_code(trained_weights: Path, tmp_path: Path) -> None:
+    from classifier.model import build_model
+
+    for path in trained_weights.glob("pneumonia.*"):
+        shutil.copy(path, tmp_path / path.name)
+    classes = ["covid", "normal", "viral_pneumonia"]
+    build_model(tuple(classes), name="covid").save(tmp_path / "covid.keras")
+    card = ModelCard.load(trained_weights / "pneumonia.json")
+    card.model_copy(update={"name": "covid", "classes": classes, "positive_class": None, "threshold": None}).save(
+        tmp_path / "covid.json"
+    )
+    with TestClient(create_app(Settings(models_dir=tmp_path))) as client:
+        wait_until_ready(client)
+        assert client.get("/readyz").json()["models"] == {"covid": "ready", "pneumonia": "ready"}
+        body = client.post("/covid/predict", files=upload()).json()
+        assert set(body) == {"predicted_class", "probabilities", "threshold", "model", "image"}
+        assert list(body["probabilities"]) == classes and body["threshold"] is None
+        assert body["predicted_class"] == max(body["probabilities"], key=body["probabilities"].get)
+        assert "pneumonia_probability" in client.post("/pneumonia/predict", files=upload()).json()
+        assert [m["name"] for m in client.get("/models").json()] == ["covid", "pneumonia"]
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        assert schemas["CovidPrediction"]["properties"]["predicted_class"]["enum"] == classes
