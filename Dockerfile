@@ -1,5 +1,5 @@
 # The inference service: docker build -t xray-classifier . && docker run -p 5000:5000 xray-classifier
-# Port, workers and every CLASSIFIER_* setting come from the environment (-e UVICORN_WORKERS=2).
+# Port, workers and every other setting come from CLASSIFIER_* variables (-e CLASSIFIER_WORKERS=2).
 
 # Build stage: TensorFlow exports each shipped model to LiteRT (weights/<name>.tflite), so the served export
 # always matches the weights in the image. TensorFlow stays in this stage.
@@ -23,10 +23,10 @@ RUN pip install -r deploy/requirements.txt \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
 COPY classifier/ classifier/
 COPY routers/ routers/
-COPY --from=export /app/weights/*.keras /app/weights/*.json /app/weights/*.tflite weights/
+COPY --from=export /app/weights/*.json /app/weights/*.tflite weights/
 USER 10001:10001
-ENV UVICORN_HOST=0.0.0.0 UVICORN_PORT=5000 UVICORN_WORKERS=1 UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=20
+ENV CLASSIFIER_HOST=0.0.0.0 CLASSIFIER_PORT=5000 CLASSIFIER_WORKERS=1 CLASSIFIER_RUNTIME=litert
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UVICORN_PORT']}/healthcheck\", timeout=2)"]
-CMD ["uvicorn", "classifier.app:app"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['CLASSIFIER_PORT']}/healthcheck\", timeout=2)"]
+CMD ["python", "-m", "classifier.serve"]

@@ -29,6 +29,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -213,9 +214,18 @@ class Server:
                 self.process.wait()
 
 
-def uvicorn(app: str, port: int, workers: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers",
-            str(workers), "--no-access-log", *extra]  # fmt: skip
+def naive_server(port: int, mode: str, model: Path) -> tuple[list[str], dict[str, str]]:
+    """The article-style endpoint (scripts/naive_service.py) under uvicorn, one worker."""
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "scripts"), "naive_service:app",
+               "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+    return command, {"NAIVE_MODE": mode, "NAIVE_MODEL": str(model), "PYTHONPATH": str(ROOT)}
+
+
+def service(port: int, workers: int, models: Path) -> tuple[list[str], dict[str, str]]:
+    """The service as the container runs it: ``python -m classifier.serve``, set up by the environment."""
+    env = {"CLASSIFIER_HOST": "127.0.0.1", "CLASSIFIER_PORT": str(port), "CLASSIFIER_WORKERS": str(workers),
+           "CLASSIFIER_MODELS_DIR": str(models)}  # fmt: skip
+    return [sys.executable, "-m", "classifier.serve"], env
 
 
 def model_only(model: Path, image: Path, seconds: float) -> list[dict]:
@@ -296,20 +306,19 @@ def main() -> None:
     path = f"/{model.stem}/predict"
 
     with model_folders(model) as (keras_dir, litert_dir):
-        naive_env = {"NAIVE_MODEL": str(model), "PYTHONPATH": str(ROOT)}
         servers = [
-            ("naive (article)", "naive_service:app", 1, {**naive_env, "NAIVE_MODE": "naive"}),
-            ("load-once, model.predict", "naive_service:app", 1, {**naive_env, "NAIVE_MODE": "load-once"}),
-            ("service, TensorFlow", "classifier.app:app", 1, {"CLASSIFIER_MODELS_DIR": str(keras_dir)}),
-            ("service, TensorFlow", "classifier.app:app", 2, {"CLASSIFIER_MODELS_DIR": str(keras_dir)}),
-            ("service, LiteRT", "classifier.app:app", 1, {"CLASSIFIER_MODELS_DIR": str(litert_dir)}),
-            ("service, LiteRT", "classifier.app:app", 2, {"CLASSIFIER_MODELS_DIR": str(litert_dir)}),
+            ("naive (article)", 1, lambda port: naive_server(port, "naive", model)),
+            ("load-once, model.predict", 1, lambda port: naive_server(port, "load-once", model)),
+            *(
+                (f"service, {runtime}", workers, partial(service, workers=workers, models=models))
+                for runtime, models in (("TensorFlow", keras_dir), ("LiteRT", litert_dir))
+                for workers in (1, 2)
+            ),
         ]
-        for label, app, workers, env in servers:
+        for label, workers, launch in servers:
             port = free_port()
-            extra = ("--app-dir", str(ROOT / "scripts")) if app.startswith("naive") else ()
             log = args.out.with_name(f"benchmark-{len(report['servers'])}.log")
-            server = Server(uvicorn(app, port, workers, *extra), env, port, log)
+            server = Server(*launch(port), port, log)
             try:
                 server.start()
                 request = multipart_request("127.0.0.1", port, path, args.image)

@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
-from benchmark import ROOT, LoadResult, Server, free_port, load, model_folders, multipart_request, uvicorn
+from benchmark import ROOT, LoadResult, Server, free_port, load, model_folders, multipart_request, service
 
 NGINX_CONF = """
 worker_processes 1;
@@ -35,12 +36,13 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    log_format upstreams "$upstream_status";
+    access_log {tmp}/upstreams.log upstreams;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     upstream classifier {{
-        server 127.0.0.1:{replica1} max_fails=1 fail_timeout=2s;
-        server 127.0.0.1:{replica2} max_fails=1 fail_timeout=2s;
+        server 127.0.0.1:{replica1} max_fails=0;
+        server 127.0.0.1:{replica2} max_fails=0;
         keepalive 16;
     }}
     server {{
@@ -130,11 +132,10 @@ def main() -> int:
     failures = []
     with tempfile.TemporaryDirectory() as folder, model_folders(model) as (_, models):
         tmp = Path(folder)
-        env = {"CLASSIFIER_MODELS_DIR": str(models)}
         replicas = []
         for i in (1, 2):
             port = free_port()
-            replicas.append(Server(uvicorn("classifier.app:app", port, 1), env, port, tmp / f"replica{i}.log"))
+            replicas.append(Server(*service(port, 1, models), port, tmp / f"replica{i}.log"))
         nginx = None
         try:
             for replica in replicas:
@@ -145,8 +146,11 @@ def main() -> int:
             print(f"1. failover: {args.requests} predictions through nginx at concurrency {args.concurrency}")
             result = asyncio.run(failover(port, request, replicas, args.requests, args.concurrency))
             print(f"   {result.summary()} in {result.seconds:.1f} s")
+            retried = [line for line in (tmp / "upstreams.log").read_text().splitlines() if "," in line]
+            print(f"   nginx sent {len(retried)} of them to the other replica after: {Counter(retried).most_common(4)}")
             if result.failed or result.done != args.requests:
                 failures.append("failover")
+                print("   nginx's error log ends:", *(tmp / "error.log").read_text().splitlines()[-5:], sep="\n   ")
 
             print("2. graceful shutdown: SIGTERM with eight 8-image batches in flight on replica 1")
             result, last_words = asyncio.run(graceful_shutdown(replicas[0], args.image))

@@ -110,8 +110,8 @@ def test_dockerfile_is_slim_pinned_non_root_and_checks_health() -> None:
     serving = stages[-1]
     assert re.fullmatch(r"\d+:\d+", serving.args("USER")[-1]), "run as a numeric non-root user"
     assert "/healthcheck" in serving.args("HEALTHCHECK")[-1]
-    assert json.loads(serving.args("CMD")[-1]) == ["uvicorn", "classifier.app:app"]
-    assert serving.env["UVICORN_PORT"] == "5000"
+    assert json.loads(serving.args("CMD")[-1]) == ["python", "-m", "classifier.serve"]
+    assert serving.env["CLASSIFIER_PORT"] == "5000" and serving.env["CLASSIFIER_HOST"] == "0.0.0.0"
     serving_pins = (ROOT / "deploy/requirements.txt").read_text()
     assert "tensorflow" not in serving_pins and "keras" not in serving_pins
     for line in (ROOT / "requirements.txt").read_text().splitlines():
@@ -160,7 +160,7 @@ def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path,
     subprocess.run([str(python), "-c", missing], check=True)
 
     port = free_port()
-    env = {**clean_env(), **serving.env, "UVICORN_HOST": "127.0.0.1", "UVICORN_PORT": str(port)}
+    env = {**clean_env(), **serving.env, "CLASSIFIER_HOST": "127.0.0.1", "CLASSIFIER_PORT": str(port)}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     log = tmp_path / "server.log"
     with log.open("wb") as output:
@@ -177,6 +177,7 @@ def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path,
         server.wait(timeout=30)
     # uvicorn finishes its requests, then re-raises the SIGTERM it caught: the status says how it was stopped
     assert server.returncode in (0, -signal.SIGTERM) and "Finished server process" in log.read_text()
+    assert "keras" not in {path.suffix.lstrip(".") for path in (app / "weights").iterdir()}
 
 
 def wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
