@@ -21,6 +21,10 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(values, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1)
 
 
+_PALETTE = heat_colours(np.linspace(0.0, 1.0, 256)).astype(np.float32)
+"""`heat_colours` of 256 levels: indexing it is much faster than interpolating every pixel."""
+
+
 def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32), mode="F")
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
@@ -39,7 +43,8 @@ def overlay_png(pixels: np.ndarray, attention: np.ndarray, side: int = OVERLAY_S
     heat = _resize(attention, width, height)
     low, high = float(heat.min()), float(heat.max())
     heat = (heat - low) / (high - low) if high - low > 1e-6 else np.zeros_like(heat)
-    blended = (1 - OPACITY) * gray + OPACITY * heat_colours(heat)
+    blended = (1 - OPACITY) * gray + OPACITY * _PALETTE[np.round(heat * 255).astype(np.uint8)]
     buffer = io.BytesIO()
-    Image.fromarray(np.round(blended * 255).astype(np.uint8), mode="RGB").save(buffer, format="PNG")
+    # zlib level 1: a quarter of the default level's time for a file a fifth larger.
+    Image.fromarray(np.round(blended * 255).astype(np.uint8), mode="RGB").save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
