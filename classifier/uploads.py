@@ -58,7 +58,7 @@ async def read_images(request: Request, limits: UploadLimits, *, allow_json: boo
         return await _read_multipart(request, params.get(b"boundary"), limits)
     if allow_json and (media_type == b"application/json" or media_type.endswith(b"+json")):
         return [await _read_json(request, limits)]
-    if not media_type and declared in ("", "0") and not await _read(request, limits):
+    if not media_type and not await _read(request, limits):
         raise ServiceError(400, "empty_body", f"the request body is empty: {HOW_TO_SEND}")
     shown = media_type.decode("latin-1") or "none"
     expected = HOW_TO_SEND if allow_json else f"send the images as multipart/form-data fields {IMAGE_FIELD!r}"
