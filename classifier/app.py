@@ -6,7 +6,6 @@ model, and loads the weights once, in the background, when the server starts (se
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +25,6 @@ from classifier.service_errors import ServiceError, from_image_error
 from classifier.settings import Settings
 from classifier.telemetry import REQUEST_ID_HEADER, Metrics, RequestTelemetry, configure_logging
 from routers import health, metrics, models, prediction, web
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = """Classifies chest X-rays and shows where the model looked (an attention map).
 
