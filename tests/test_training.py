@@ -91,5 +91,5 @@ def test_corrupt_training_image_is_named(kaggle_folder: Path, tmp_path: Path) ->
     data = shutil.copytree(kaggle_folder, tmp_path / "data")
     broken = data / "train" / "NORMAL" / "IM-0003-0007.jpeg"
     broken.write_bytes(broken.read_bytes()[:200])
-    with pytest.raises(UnreadableImageError, match="IM-0003-0007.jpeg"):
+    with pytest.raises(UnreadableImageError, match=r"IM-0003-0007\.jpeg"):
         Train("pneumonia", data_dir=data, epochs=1, batch_size=16, weights_dir=tmp_path / "w").run()
