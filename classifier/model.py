@@ -35,10 +35,14 @@ class GatedAveragePooling(layers.Layer):
 
 
 def conv_block(x, filters: int, name: str, pool: bool = True):
-    """Two 3x3 convolutions with batch normalisation, then (optionally) 2x2 max pooling."""
+    """Two 3x3 convolutions with batch normalisation, then (optionally) 2x2 max pooling.
+
+    Batch-norm statistics follow the data with momentum 0.9 (Keras' default 0.99 lags
+    far behind on small datasets, whose epochs are a few steps long).
+    """
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return layers.MaxPooling2D(name=f"{name}_pool")(x) if pool else x
 

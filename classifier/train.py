@@ -57,6 +57,15 @@ class ValidationMetrics(keras.callbacks.Callback):
         log.info("epoch %d: val_auc %.4f", epoch + 1, auc)
 
 
+def ema_momentum(steps_per_epoch: int) -> float:
+    """Momentum of a weight average spanning about one epoch.
+
+    Batch-norm statistics are not averaged, so the average must not lag far behind
+    them: a small dataset, with a few steps an epoch, gets a short average.
+    """
+    return float(np.clip(1 - 1 / steps_per_epoch, 0.5, 0.99))
+
+
 @dataclass
 class Train:
     """Train one dataset's model: ``Train("pneumonia").run()`` or step by step.
@@ -122,20 +131,23 @@ class Train:
     def fit(
         self, train_examples: list[Example], val_examples: list[Example] | None, epochs: int
     ) -> tuple[keras.Model, dict[str, list[float]]]:
-        """Fit a new model with class weights and warm-up + cosine learning-rate decay.
+        """Fit a new model with class weights, warm-up + cosine learning-rate decay and weight averaging.
 
         With `val_examples`, keep the epoch with the best validation ROC AUC and stop
         early when it stalls; without, train exactly `epochs` epochs.
         """
         keras.utils.set_random_seed(self.seed)
         train_ds = make_dataset(train_examples, self.image_size, self.batch_size, training=True, seed=self.seed)
-        steps = int(np.ceil(len(train_examples) / self.batch_size)) * epochs
+        steps_per_epoch = int(np.ceil(len(train_examples) / self.batch_size))
+        steps = steps_per_epoch * epochs
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, steps, warmup_target=self.learning_rate, warmup_steps=max(1, steps // 20)
         )
         model = self.build()
         model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=self.weight_decay),
+            optimizer=keras.optimizers.AdamW(
+                schedule, weight_decay=self.weight_decay, use_ema=True, ema_momentum=ema_momentum(steps_per_epoch)
+            ),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
         )
@@ -156,6 +168,8 @@ class Train:
                 train_ds,
                 validation_data=val_ds,
                 callbacks=[
+                    # validate, checkpoint and finally keep the weights' moving average, not the raw weights
+                    keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
                     ValidationMetrics(val_ds, np.array([e.label for e in val_examples])),
                     keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
                     keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=self.patience),
@@ -269,6 +283,7 @@ class Train:
                     "patience": self.patience,
                     "max_epochs": self.epochs,
                     "schedule": "linear warm-up then cosine decay",
+                    "weight_averaging": "exponential moving average over about the last epoch",
                     "class_weights": "inverse class frequency",
                 },
                 history=self.history,
