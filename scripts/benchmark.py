@@ -5,7 +5,8 @@
 For each server -- the article's naive endpoint (model built and loaded per request), its load-once fix
 (``model.predict`` per request), the service on TensorFlow and the service on LiteRT, with 1 and 2 workers --
 it measures the time from process start to ``/readyz`` 200, latency (p50/p99) one request at a time,
-throughput at concurrency 8 and 32, and the resident memory of each worker; then model-only images/s.
+throughput at concurrency 8 and 32 (the service's in-flight bound raised to 64 so that it queues rather than
+refuses), and the resident memory of each worker; then model-only images/s.
 Every HTTP figure comes from the same light asyncio client sending the same multipart upload over keep-alive
 connections. Prints Markdown tables (and the machine's load, as the CPU is shared) and writes JSON to --out.
 """
@@ -221,10 +222,10 @@ def naive_server(port: int, mode: str, model: Path) -> tuple[list[str], dict[str
     return command, {"NAIVE_MODE": mode, "NAIVE_MODEL": str(model), "PYTHONPATH": str(ROOT)}
 
 
-def service(port: int, workers: int, models: Path) -> tuple[list[str], dict[str, str]]:
+def service(port: int, workers: int, models: Path, max_in_flight: int = 8) -> tuple[list[str], dict[str, str]]:
     """The service as the container runs it: ``python -m classifier.serve``, set up by the environment."""
     env = {"CLASSIFIER_HOST": "127.0.0.1", "CLASSIFIER_PORT": str(port), "CLASSIFIER_WORKERS": str(workers),
-           "CLASSIFIER_MODELS_DIR": str(models)}  # fmt: skip
+           "CLASSIFIER_MODELS_DIR": str(models), "CLASSIFIER_MAX_IN_FLIGHT": str(max_in_flight)}  # fmt: skip
     return [sys.executable, "-m", "classifier.serve"], env
 
 
@@ -310,7 +311,8 @@ def main() -> None:
             ("naive (article)", 1, lambda port: naive_server(port, "naive", model)),
             ("load-once, model.predict", 1, lambda port: naive_server(port, "load-once", model)),
             *(
-                (f"service, {runtime}", workers, partial(service, workers=workers, models=models))
+                # in-flight bound above the concurrency: measure throughput, not refusals (loadbalance_test does)
+                (f"service, {runtime}", workers, partial(service, workers=workers, models=models, max_in_flight=64))
                 for runtime, models in (("TensorFlow", keras_dir), ("LiteRT", litert_dir))
                 for workers in (1, 2)
             ),
