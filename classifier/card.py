@@ -32,6 +32,7 @@ class TrainingRecord(BaseModel):
     duration_seconds: float
     hyperparameters: dict[str, float | int | str]
     history: dict[str, list[float]] = Field(default_factory=dict)
+    notes: str = ""
 
 
 class ModelCard(BaseModel):

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force-download", action="store_true", help="download again even if --data-dir exists")
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--seed", type=int, default=1234)
+    train.add_argument("--image-size", type=positive_int, help="side of the model input (default: the dataset's)")
     train.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
 
     evaluate = commands.add_parser("evaluate", help="score a model on a Kaggle-layout folder; prints JSON")
@@ -64,6 +65,7 @@ def run_train(args: argparse.Namespace) -> int:
         force_download=args.force_download,
         epochs=args.epochs,
         seed=args.seed,
+        image_size=args.image_size,
         weights_dir=args.weights_dir,
     ).run()
     print(f"deployed {path} and {path.with_suffix('.json')}")

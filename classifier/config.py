@@ -42,6 +42,9 @@ class DatasetSpec:
     """Name of a shipped model whose convolutional layers start training."""
     folds: int = 0
     """Cross-validation folds for small datasets (0: one patient-grouped validation split)."""
+    image_size: int = IMAGE_SIZE
+    notes: str = ""
+    """Design choices made on validation, recorded in the model card."""
 
 
 PNEUMONIA_GROUPS = r"^(person\d+|NORMAL2-IM-\d+|IM-\d+)"

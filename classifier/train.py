@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from classifier import metrics, plots
 from classifier.card import InputSpec, ModelCard, TrainingRecord
-from classifier.config import DATA_DIR, IMAGE_SIZE, WEIGHTS_DIR, get_dataset
+from classifier.config import DATA_DIR, WEIGHTS_DIR, get_dataset
 from classifier.data import (
     Example,
     UnreadableImageError,
@@ -78,7 +78,7 @@ class Train:
     data_dir: Path | None = None
     force_download: bool = False
     epochs: int | None = None
-    image_size: int = IMAGE_SIZE
+    image_size: int | None = None
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -94,6 +94,7 @@ class Train:
         self.spec = get_dataset(self.dataset)
         self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR / self.spec.kaggle_slug.split("/")[-1]
         self.epochs = self.epochs or self.spec.epochs
+        self.image_size = self.image_size or self.spec.image_size
         self.folds = self.spec.folds if self.folds is None else self.folds
         self.model: keras.Model | None = None
         self.history: dict[str, list[float]] = {}
@@ -287,6 +288,7 @@ class Train:
                     "class_weights": "inverse class frequency",
                 },
                 history=self.history,
+                notes=self.spec.notes,
             ),
             libraries={
                 "python": platform.python_version(),
