@@ -248,8 +248,8 @@ def model_only(model: Path, image: Path, seconds: float) -> list[dict]:
             calls += 1
         return calls * len(batch) / (time.perf_counter() - started)
 
-    one = preprocess(image.read_bytes(), 64)[np.newaxis]
     network = with_attention(keras.saving.load_model(model))
+    one = preprocess(image.read_bytes(), network.input_shape[1])[np.newaxis]
     runtimes: dict[str, Callable[[np.ndarray], object]] = {
         "Keras model.predict": lambda x: network.predict(x, verbose=0),
         "Keras direct call (eager)": lambda x: network(x, training=False),
