@@ -39,9 +39,10 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import VR
 
-# `decode_image` enforces its own, per-call `max_pixels` from the header; Pillow's global limit would
-# otherwise raise or warn first, with its own message.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow checks sizes against its own limit, Image.MAX_IMAGE_PIXELS (about 89 megapixels), while opening
+# and loading, also for buffers of its own (GIF frames, TIFF tiles); it only warns below twice the limit.
+# Make that a refusal too: `decode_image` turns both into an ImageTooLargeError.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 # Uploads are never logged, but pydicom reports what it finds odd in a file as a warning and a log
 # record, often quoting the file's bytes; here every problem becomes an ImageError instead.
 warnings.filterwarnings("ignore", module="pydicom")
@@ -60,10 +61,11 @@ _BMP_RUN_LENGTH = (BmpImageFile.COMPRESSIONS["RLE8"], BmpImageFile.COMPRESSIONS[
 # What Pillow raises for broken or hostile files: OSError (unidentified, truncated or corrupt data),
 # ValueError or SyntaxError (malformed headers and chunks).
 _PILLOW_ERRORS = (OSError, ValueError, SyntaxError)
+_PILLOW_BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # pydicom (reading with `force`, so never InvalidDicomError) parses lazily, and malformed elements surface
 # when read: missing ones raise AttributeError or KeyError, malformed ones ValueError, TypeError, IndexError,
 # struct.error, EOFError or BytesLengthException; the pixel decoders add NotImplementedError, RuntimeError
-# (every plugin failed) and, through Pillow, OSError.
+# (every plugin failed) and, through Pillow, OSError and its refusals of oversized codestreams.
 _DICOM_ERRORS = (
     BytesLengthException,
     AttributeError,
@@ -76,6 +78,7 @@ _DICOM_ERRORS = (
     struct.error,
     NotImplementedError,
     RuntimeError,
+    *_PILLOW_BOMBS,
 )
 
 _BARE_SYNTAXES = {
@@ -145,7 +148,7 @@ def _check_size(width: int, height: int, max_pixels: int, frames: int = 1) -> No
     pixels = width * height * frames
     if pixels > max_pixels:
         what = f"{width} x {height} pixels" + (f" in {frames} frames" if frames > 1 else "")
-        raise ImageTooLargeError(f"The image has {what} ({pixels:,}); the limit is {max_pixels:,} pixels.")
+        raise ImageTooLargeError(f"The image has {what} ({pixels:,}), more than the limit of {max_pixels:,}.")
 
 
 def _check_decoding_cost(image: Image.Image, data: bytes) -> None:
@@ -194,6 +197,8 @@ def _reduce(image: Image.Image, factor: int) -> Image.Image:
 def _decode_pillow(data: bytes, min_side: int, max_pixels: int) -> DecodedImage:
     try:
         image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
+    except _PILLOW_BOMBS as exc:
+        raise _pillow_bomb(max_pixels) from exc
     except _PILLOW_ERRORS as exc:
         if fmt := _signature_format(data):
             raise CorruptImageError(f"The {fmt} image is truncated or corrupt and cannot be decoded.") from exc
@@ -212,10 +217,17 @@ def _decode_pillow(data: bytes, min_side: int, max_pixels: int) -> DecodedImage:
     try:
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
+    except _PILLOW_BOMBS as exc:
+        raise _pillow_bomb(max_pixels) from exc
     except _PILLOW_ERRORS as exc:
         raise CorruptImageError(f"The {fmt} image is truncated or corrupt and cannot be decoded.") from exc
     pixels = _pillow_gray(image, fmt, factor)
     return DecodedImage(pixels=pixels, width=width, height=height, format=fmt)
+
+
+def _pillow_bomb(max_pixels: int) -> ImageTooLargeError:
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    return ImageTooLargeError(f"The image has more pixels than the limit of {limit:,}.")
 
 
 def _signature_format(data: bytes) -> str | None:
@@ -232,18 +244,23 @@ def _pillow_gray(image: Image.Image, fmt: str, factor: int) -> np.ndarray:
     bright, dense tissue.
     """
     mode = image.mode
+    sixteen_bit = mode.startswith("I;16")
+    target = "F" if sixteen_bit or mode in ("I", "F") else "LA" if image.has_transparency_data else "L"
     try:
-        if mode.startswith("I;16"):
-            array = np.asarray(_reduce(image.convert("F"), factor)) / 65535.0
-        elif mode in ("I", "F"):  # 32-bit integer or float samples have no defined display range
-            array = _stretch(np.asarray(_reduce(image.convert("F"), factor)))
-        elif image.has_transparency_data:
-            gray_alpha = np.asarray(_reduce(image.convert("LA"), factor), dtype=np.float32)
-            array = gray_alpha[..., 0] * gray_alpha[..., 1] / 255.0**2
-        else:
-            array = np.asarray(_reduce(image.convert("L"), factor)) / 255.0
+        # Reduce first where that commutes with the conversion: Pillow cannot reduce bilevel or 16-bit
+        # images, would average palette indices, and a transparent colour must be matched before averaging.
+        if mode in ("1", "P", "PA") or sixteen_bit or "transparency" in image.info:
+            image = image.convert(target)
+        image = _reduce(image, factor)
+        array = np.asarray(image if image.mode == target else image.convert(target), dtype=np.float32)
     except ValueError as exc:  # Pillow has no conversion from this mode (e.g. LAB)
         raise UnsupportedImageError(f"{fmt} images with pixel format {mode} are not supported.") from exc
+    if target == "LA":
+        array = array[..., 0] * array[..., 1] / 255.0**2
+    elif target == "F":  # 32-bit integer or float samples have no defined display range
+        array = array / 65535.0 if sixteen_bit else _stretch(array)
+    else:
+        array = array / 255.0
     return _finite(array)
 
 
