@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from classifier.config import IMAGE_SIZE
-from classifier.imaging import DecodedImage, decode_image
+from classifier.imaging import DecodedImage, decode_image, reduce_pixels
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
@@ -39,4 +39,6 @@ def preprocess(image: bytes | DecodedImage | np.ndarray, size: int = IMAGE_SIZE)
     if isinstance(image, bytes):
         image = decode_image(image, min_side=2 * size)
     pixels = image.pixels if isinstance(image, DecodedImage) else image
+    # full-size pixels are reduced as decode_image reduces, so they give the same input as their bytes
+    pixels = reduce_pixels(pixels, 2 * size)
     return normalize_intensity(resize_gray(pixels, size))[..., np.newaxis]
