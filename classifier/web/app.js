@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const percent = (p) => `${(100 * p).toFixed(1)} %`;
+const percent = (p) => `${(100 * p).toFixed(1)}\u00a0%`;
+const display = (name) => name.replaceAll("_", " "); // viral_pneumonia -> viral pneumonia
 const width = (p) => `${(100 * p).toFixed(2)}%`;
 let models = [];
 let currentFile = null;
@@ -19,8 +20,15 @@ async function loadModels() {
   for (const model of models) {
     select.append(new Option(`${model.name} (${model.version})`, model.name));
   }
+  describeModel();
   $("model-picker").hidden = models.length < 2;
   if (!models.length) showError("No model is served: train one and restart the server.");
+}
+
+function describeModel() {
+  const model = models.find((m) => m.name === $("model").value);
+  $("model-classes").textContent = model ? model.classes.map(display).join(" · ") : "";
+  $("model").title = model ? model.description : "";
 }
 
 function showError(message) {
@@ -56,22 +64,24 @@ async function classify(file) {
 }
 
 function render(model, answer, file) {
-  $("predicted-class").textContent = answer.predicted_class;
+  $("predicted-class").textContent = display(answer.predicted_class);
+  $("predicted-class").dataset.class = answer.predicted_class;
   const image = answer.image;
   $("summary").textContent =
     `${answer.model.name} model ${answer.model.version} · ${image.format} ${image.width}×${image.height}` +
-    (answer.threshold == null ? "" : ` · threshold ${answer.threshold.toFixed(2)} on ${model.positive_class}`);
+    (answer.threshold == null ? "" : ` · threshold ${answer.threshold.toFixed(2)} on ${display(model.positive_class)}`);
   const bars = $("bars");
   bars.replaceChildren();
   for (const [name, p] of Object.entries(answer.probabilities)) {
     const row = document.createElement("div");
     row.className = name === answer.predicted_class ? "bar chosen" : "bar";
     const label = document.createElement("span");
-    label.textContent = name;
+    label.className = "label";
+    label.textContent = display(name);
     const track = document.createElement("div");
     track.className = "track";
     track.setAttribute("role", "meter");
-    track.setAttribute("aria-label", `${name} probability`);
+    track.setAttribute("aria-label", `${display(name)} probability`);
     track.setAttribute("aria-valuemin", "0");
     track.setAttribute("aria-valuemax", "1");
     track.setAttribute("aria-valuenow", p.toFixed(4));
@@ -102,7 +112,10 @@ function render(model, answer, file) {
 function setUp() {
   const drop = $("drop");
   $("file").addEventListener("change", (event) => classify(event.target.files[0]));
-  $("model").addEventListener("change", () => classify(currentFile));
+  $("model").addEventListener("change", () => {
+    describeModel();
+    classify(currentFile);
+  });
   $("original").addEventListener("error", () => $("original").closest("figure").setAttribute("hidden", ""));
   $("original").addEventListener("load", () => $("original").closest("figure").removeAttribute("hidden"));
   for (const type of ["dragenter", "dragover"]) {
