@@ -74,5 +74,23 @@ def build_model(
 
 
 def with_attention(model: keras.Model) -> keras.Model:
-    """The same network returning ``(probabilities, attention map)``."""
+    """The same network returning ``(probabilities, attention map)``.
+
+    A single network outputs probabilities and has an `attention` layer; an
+    ensemble (see `ensemble`) already returns both.
+    """
+    if len(model.outputs) == 2:
+        return model
     return keras.Model(model.input, [model.output, model.get_layer(ATTENTION_LAYER).output])
+
+
+def ensemble(members: list[keras.Model], name: str) -> keras.Model:
+    """One model averaging its members' probabilities and attention maps: ``(probabilities, attention)``."""
+    inputs = keras.Input(members[0].input_shape[1:], name="image")
+    outputs = [
+        keras.Model(member.input, with_attention(member).outputs, name=f"member{i}")(inputs)
+        for i, member in enumerate(members, start=1)
+    ]
+    probabilities = layers.Average(name="probabilities")([p for p, _ in outputs])
+    attention = layers.Average(name=ATTENTION_LAYER)([a for _, a in outputs])
+    return keras.Model(inputs, [probabilities, attention], name=name)

@@ -30,7 +30,7 @@ from classifier.data import (
 )
 from classifier.download import locate_dataset
 from classifier.export import export_litert
-from classifier.model import build_model
+from classifier.model import build_model, ensemble, with_attention
 from classifier.preprocessing import HIGH_PERCENTILE, LOW_PERCENTILE
 
 log = logging.getLogger(__name__)
@@ -187,19 +187,20 @@ class Train:
         started = time.monotonic()
         self.model, self.history = self.fit(self.train_examples, self.val_examples, self.epochs)
         self.duration = time.monotonic() - started
+        self.fold_histories = [self.history]
         self.best_epoch = int(np.nanargmax(self.history["val_auc"])) + 1
         log.info("kept epoch %d of %d (val_auc %.4f)", self.best_epoch, self.epochs_run, max(self.history["val_auc"]))
-        self.fold_histories = [self.history]
         self.val_labels = np.array([e.label for e in self.val_examples])
         self.val_probabilities = self.predict(self.val_examples)
         return self.model
 
     def cross_validate(self, folds: int) -> keras.Model:
-        """Grouped, stratified k-fold validation, then a final model on all of `train/`.
+        """Grouped, stratified k-fold validation; the shipped model averages the fold models.
 
-        Each fold keeps its best epoch; the final model trains for the median of
-        those. The card reports every fold, the spread, and metrics pooled over the
-        out-of-fold predictions (each image scored by the one model that never saw it).
+        Each fold keeps its best epoch on its own validation part. The card reports
+        every fold, the spread, and metrics pooled over the out-of-fold predictions
+        (each image scored by the one fold model that never saw it): a fair, slightly
+        pessimistic estimate for the average of all folds.
         """
         if not hasattr(self, "examples"):
             self.get_data()
@@ -207,33 +208,36 @@ class Train:
         index = {e.path: i for i, e in enumerate(self.examples)}
         self.val_labels = np.array([e.label for e in self.examples])
         self.val_probabilities = np.zeros((len(self.examples), len(self.spec.classes)), dtype=np.float32)
-        self.fold_histories, self.fold_reports = [], []
+        self.fold_histories, self.fold_reports, members = [], [], []
         for fold in range(folds):
             train, val = split_by_group(self.examples, 1 / folds, self.seed, fold)
             model, history = self.fit(train, val, self.epochs)
             rows = [index[e.path] for e in val]
-            self.model = model
-            self.val_probabilities[rows] = self.predict(val)
+            self.val_probabilities[rows] = self.predict(val, model)
             best = int(np.nanargmax(history["val_auc"])) + 1
             report = metrics.classification_report(
                 self.val_labels[rows], self.val_probabilities[rows], self.spec.classes, None
             )
+            members.append(model)
             self.fold_histories.append(history)
             self.fold_reports.append({"fold": fold + 1, "best_epoch": best, **report})
             log.info("fold %d/%d: best epoch %d, accuracy %.3f", fold + 1, folds, best, report["accuracy"])
         self.best_epoch = int(np.median([r["best_epoch"] for r in self.fold_reports]))
         self.train_examples, self.val_examples = list(self.examples), list(self.examples)
-        self.model, self.history = self.fit(self.examples, None, self.best_epoch)
+        self.history = {}
+        self.model = ensemble(members, name=self.dataset)
         self.duration = time.monotonic() - started
         return self.model
 
     @property
     def epochs_run(self) -> int:
-        return len(self.history["loss"])
+        return max(len(history["loss"]) for history in self.fold_histories)
 
-    def predict(self, examples: list[Example]) -> np.ndarray:
-        """Class probabilities for `examples`, in order."""
-        return self.model.predict(make_dataset(examples, self.image_size, self.batch_size), verbose=0)
+    def predict(self, examples: list[Example], model: keras.Model | None = None) -> np.ndarray:
+        """Class probabilities for `examples`, in order, from `model` (default: the trained one)."""
+        network = with_attention(model or self.model)
+        probabilities, _ = network.predict(make_dataset(examples, self.image_size, self.batch_size), verbose=0)
+        return probabilities
 
     def validate(self) -> dict:
         """Choose the decision threshold and score the validation (or out-of-fold) predictions."""
@@ -284,6 +288,7 @@ class Train:
                     "patience": self.patience,
                     "max_epochs": self.epochs,
                     "schedule": "linear warm-up then cosine decay",
+                    "shipped_model": f"average of the {self.folds} fold networks" if self.folds else "one network",
                     "weight_averaging": "exponential moving average over about the last epoch",
                     "class_weights": "inverse class frequency",
                 },

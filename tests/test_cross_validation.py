@@ -13,8 +13,10 @@ from PIL import Image
 from classifier.card import ModelCard
 from classifier.config import get_dataset
 from classifier.data import group_near_duplicates, list_examples, split_by_group
+from classifier.inference import load_model
+from classifier.model import with_attention
 from classifier.train import Train
-from tests.conftest import synthetic_xray
+from tests.conftest import FIXTURES, synthetic_xray
 
 COVID_FOLDERS = {"Covid": True, "Normal": False, "Viral Pneumonia": True}
 
@@ -66,3 +68,15 @@ def test_covid_cross_validates_from_the_pneumonia_model(
     assert card.training.groups == 24
     assert 1 <= card.training.best_epoch <= 2
     assert sum(map(sum, card.validation["confusion_matrix"])) == 30
+    shipped = keras.saving.load_model(tmp_path / "covid.keras", safe_mode=True)
+    probabilities, attention = with_attention(shipped)(np.zeros((1, 64, 64, 1), "float32"))
+    assert probabilities.shape == (1, 3) and attention.shape == (1, 8, 8, 1)
+    served = load_model(tmp_path / "covid.keras")  # the LiteRT export of the averaged networks
+    assert served.runtime == "litert"
+    image = (FIXTURES / "covid_1.jpeg").read_bytes()
+    keras_runtime = load_model(tmp_path / "covid.keras", runtime="keras")
+    np.testing.assert_allclose(
+        list(served.predict_bytes(image).probabilities.values()),
+        list(keras_runtime.predict_bytes(image).probabilities.values()),
+        atol=1e-4,
+    )
