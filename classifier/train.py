@@ -83,7 +83,7 @@ class Train:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2
-    patience: int = 10
+    patience: int | None = None
     folds: int | None = None
     """Cross-validation folds; None takes the dataset's own setting."""
     seed: int = 1234
@@ -96,6 +96,7 @@ class Train:
         self.epochs = self.epochs or self.spec.epochs
         self.image_size = self.image_size or self.spec.image_size
         self.folds = self.spec.folds if self.folds is None else self.folds
+        self.patience = self.patience or self.spec.patience
         self.model: keras.Model | None = None
         self.history: dict[str, list[float]] = {}
 
@@ -163,6 +164,7 @@ class Train:
             history = model.fit(train_ds, **options).history
             return model, {k: [float(v) for v in values] for k, values in history.items()}
         val_ds = make_dataset(val_examples, self.image_size, self.batch_size)
+        mode = "min" if self.spec.monitor == "val_loss" else "max"
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = Path(tmp) / "best.keras"
             history = model.fit(
@@ -172,8 +174,10 @@ class Train:
                     # validate, checkpoint and finally keep the weights' moving average, not the raw weights
                     keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
                     ValidationMetrics(val_ds, np.array([e.label for e in val_examples])),
-                    keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
-                    keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=self.patience),
+                    keras.callbacks.ModelCheckpoint(
+                        checkpoint, monitor=self.spec.monitor, mode=mode, save_best_only=True
+                    ),
+                    keras.callbacks.EarlyStopping(monitor=self.spec.monitor, mode=mode, patience=self.patience),
                 ],
                 **options,
             ).history
@@ -188,8 +192,8 @@ class Train:
         self.model, self.history = self.fit(self.train_examples, self.val_examples, self.epochs)
         self.duration = time.monotonic() - started
         self.fold_histories = [self.history]
-        self.best_epoch = int(np.nanargmax(self.history["val_auc"])) + 1
-        log.info("kept epoch %d of %d (val_auc %.4f)", self.best_epoch, self.epochs_run, max(self.history["val_auc"]))
+        self.best_epoch = self.best_epoch_of(self.history)
+        log.info("kept epoch %d of %d (%s)", self.best_epoch, self.epochs_run, self.spec.monitor)
         self.val_labels = np.array([e.label for e in self.val_examples])
         self.val_probabilities = self.predict(self.val_examples)
         return self.model
@@ -214,7 +218,7 @@ class Train:
             model, history = self.fit(train, val, self.epochs)
             rows = [index[e.path] for e in val]
             self.val_probabilities[rows] = self.predict(val, model)
-            best = int(np.nanargmax(history["val_auc"])) + 1
+            best = self.best_epoch_of(history)
             report = metrics.classification_report(
                 self.val_labels[rows], self.val_probabilities[rows], self.spec.classes, None
             )
@@ -228,6 +232,11 @@ class Train:
         self.model = ensemble(members, name=self.dataset)
         self.duration = time.monotonic() - started
         return self.model
+
+    def best_epoch_of(self, history: dict[str, list[float]]) -> int:
+        """The epoch (from 1) that the checkpoint kept: the best of the monitored validation metric."""
+        values = np.array(history[self.spec.monitor])
+        return int(np.nanargmin(values) if self.spec.monitor == "val_loss" else np.nanargmax(values)) + 1
 
     @property
     def epochs_run(self) -> int:
@@ -286,6 +295,7 @@ class Train:
                     "weight_decay": self.weight_decay,
                     "validation_fraction": self.validation_fraction,
                     "patience": self.patience,
+                    "checkpoint_metric": self.spec.monitor,
                     "max_epochs": self.epochs,
                     "schedule": "linear warm-up then cosine decay",
                     "shipped_model": f"average of the {self.folds} fold networks" if self.folds else "one network",
