@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from classifier import metrics, plots
 from classifier.card import InputSpec, ModelCard, TrainingRecord
-from classifier.config import DATA_DIR, WEIGHTS_DIR, get_dataset
+from classifier.config import DATA_DIR, WEIGHTS_DIR, DatasetSpec, get_dataset
 from classifier.data import (
     Example,
     UnreadableImageError,
@@ -29,6 +29,7 @@ from classifier.data import (
     split_by_group,
 )
 from classifier.download import locate_dataset
+from classifier.errors import UserError
 from classifier.export import export_litert
 from classifier.model import build_model, ensemble, with_attention
 from classifier.preprocessing import HIGH_PERCENTILE, LOW_PERCENTILE
@@ -88,7 +89,7 @@ class Train:
     """Cross-validation folds; None takes the dataset's own setting."""
     seed: int = 1234
     weights_dir: Path = WEIGHTS_DIR
-    spec: object = field(init=False, repr=False)
+    spec: DatasetSpec = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.spec = get_dataset(self.dataset)
@@ -123,7 +124,13 @@ class Train:
         """A new model, initialised from a shipped model's convolutional layers if the dataset says so."""
         model = build_model(tuple(self.spec.classes), self.image_size, name=self.dataset)
         if self.spec.init_from:
-            source = keras.saving.load_model(self.weights_dir / f"{self.spec.init_from}.keras")
+            source_path = self.weights_dir / f"{self.spec.init_from}.keras"
+            if not source_path.is_file():
+                raise UserError(
+                    f"the {self.dataset} model starts from the {self.spec.init_from} model, but {source_path} is "
+                    f"missing: train it first (python -m classifier train --dataset {self.spec.init_from})"
+                )
+            source = keras.saving.load_model(source_path)
             for layer in model.layers:
                 if layer.name.startswith("block") and layer.weights:
                     layer.set_weights(source.get_layer(layer.name).get_weights())

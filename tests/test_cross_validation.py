@@ -80,3 +80,10 @@ def test_covid_cross_validates_from_the_pneumonia_model(
         list(keras_runtime.predict_bytes(image).probabilities.values()),
         atol=1e-4,
     )
+
+
+def test_covid_without_the_pneumonia_model_says_what_to_train(covid_folder: Path, tmp_path: Path) -> None:
+    from classifier.errors import UserError
+
+    with pytest.raises(UserError, match="train it first"):
+        Train("covid", data_dir=covid_folder, epochs=1, folds=2, weights_dir=tmp_path).build()
