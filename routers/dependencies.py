@@ -1,4 +1,8 @@
-"""What the routes get injected: the settings, models, inference pool and metrics the app was built with."""
+"""What the routes get injected: the settings, models, inference pool and metrics the app was built with.
+
+The getters are coroutines: FastAPI runs a plain function dependency in a worker thread, a hop per
+dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,19 @@ from classifier.settings import Settings
 from classifier.telemetry import Metrics
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def get_pool(request: Request) -> InferencePool:
+async def get_pool(request: Request) -> InferencePool:
     return request.app.state.pool
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
