@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             telemetry.models_ready.labels(served.name).set(served.status == "ready")
 
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(registry.load, settings.runtime, publish)
+            tasks.start_soon(registry.load, settings.runtime, settings.model_threads, publish)
             yield
             tasks.cancel_scope.cancel()
 

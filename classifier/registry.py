@@ -92,11 +92,11 @@ class ModelRegistry:
     def ready(self) -> bool:
         return bool(self._models) and all(m.status == "ready" for m in self)
 
-    async def load(self, runtime: Runtime, on_change: Callable[[ServedModel], None]) -> None:
-        """Load and warm up each model in a worker thread, one after another."""
+    async def load(self, runtime: Runtime, threads: int, on_change: Callable[[ServedModel], None]) -> None:
+        """Load and warm up each model in a worker thread, one after another (`threads`: per LiteRT inference)."""
         for served in self:
             try:
-                served.model = await anyio.to_thread.run_sync(_load_warm, served.path, runtime)
+                served.model = await anyio.to_thread.run_sync(_load_warm, served.path, runtime, threads)
                 log.info("loaded model %s %s", served.name, served.card.version, extra={"model": served.name})
             except Exception as exc:
                 served.error = str(exc)
@@ -108,8 +108,8 @@ def _has_network(folder: Path, name: str) -> bool:
     return (folder / f"{name}.keras").is_file() or (folder / f"{name}.tflite").is_file()
 
 
-def _load_warm(path: Path, runtime: Runtime) -> LoadedModel:
+def _load_warm(path: Path, runtime: Runtime, threads: int) -> LoadedModel:
     """Load a model and run one dummy prediction (tracing its graph), so the first request is not slow."""
-    model = load_model(path, runtime)
+    model = load_model(path, runtime, threads)
     model.predict(np.zeros((1, model.image_size, model.image_size, 1), np.float32))
     return model

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
         "auto", description="LiteRT for <name>.tflite when exported (auto), or always Keras/TensorFlow"
     )
     inference_threads: int = Field(2, ge=1, description="threads decoding images and running the models")
+    model_threads: int = Field(2, ge=1, description="threads one LiteRT inference may use")
     max_in_flight: int = Field(8, ge=1, description="predictions running or queued; beyond, 503 with Retry-After")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with a 503")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
