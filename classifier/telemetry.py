@@ -127,7 +127,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id and any ``extra`` fields."""
+    """One JSON object per line: time, level, logger, message, request id, process id (which worker) and any
+    ``extra`` fields."""
 
     EXTRA = ("method", "route", "status", "duration_ms", "model")
 
@@ -138,6 +139,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "pid": record.process,
         }
         entry.update({key: getattr(record, key) for key in self.EXTRA if hasattr(record, key)})
         if record.exc_info:

@@ -338,20 +338,17 @@ def test_openapi_documents_the_upload_and_the_answer(client: TestClient) -> None
     assert {"400", "413", "415", "422", "503"} <= set(operation["responses"])
 
 
-def test_serve_starts_uvicorn_as_the_settings_say(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
+def test_serve_runs_one_worker_itself_and_supervises_several(monkeypatch: pytest.MonkeyPatch) -> None:
     from classifier import serve
 
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
-    monkeypatch.setenv("CLASSIFIER_HOST", "0.0.0.0")
-    monkeypatch.setenv("CLASSIFIER_PORT", "8080")
-    monkeypatch.setenv("CLASSIFIER_WORKERS", "3")
+    served: list[str] = []
+    monkeypatch.setattr(serve, "serve_worker", lambda: served.append("in process"))
+    monkeypatch.setattr(serve.Supervisor, "run", lambda self: served.append(f"{self.workers} supervised") or 0)
     serve.main()
-    [(app, options)] = calls
-    assert app == "classifier.app:app"
-    assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8080, 3)
+    monkeypatch.setenv("CLASSIFIER_WORKERS", "3")
+    with pytest.raises(SystemExit) as exit_:
+        serve.main()
+    assert served == ["in process", "3 supervised"] and exit_.value.code == 0
 
 
 def test_a_three_class_model_is_served_beside_without_code(trained_weights: Path, tmp_path: Path) -> None:
