@@ -1,7 +1,9 @@
 """A bounded pool for CPU-bound work (decoding and inference), off the event loop.
 
 At most `threads` jobs run at once; at most `max_in_flight` run or wait. Beyond that a request is refused
-at once with 503 and ``Retry-After`` instead of joining an ever longer queue.
+at once with 503 and ``Retry-After`` instead of joining an ever longer queue. The routes ask before reading the
+body (`check_capacity`), so a refusal costs no multipart parsing (uvicorn drains the unread body and keeps the
+connection).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class InferencePool:
         self.retry_after_s = retry_after_s
         self.in_flight = 0
 
-    async def run(self, function: Callable[..., T], *args: object) -> T:
+    def check_capacity(self) -> None:
+        """Refuse (503 with ``Retry-After``) when `max_in_flight` jobs already run or wait."""
         if self.in_flight >= self.max_in_flight:
             raise ServiceError(
                 503,
@@ -31,6 +34,9 @@ class InferencePool:
                 f"the server is busy ({self.in_flight} predictions in flight); retry in {self.retry_after_s} s",
                 {"Retry-After": str(self.retry_after_s)},
             )
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        self.check_capacity()  # again: other requests may have filled the pool while this body arrived
         self.in_flight += 1
         try:
             return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)

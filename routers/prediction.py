@@ -1,7 +1,8 @@
 """Prediction routes, written once and mounted per model: ``/pneumonia/predict``, ``/covid/predict``, ...
 
-The body is read from the raw request stream (`classifier.uploads`), the decoding and inference run in the
-bounded inference pool, and a refused upload is a 4xx with ``{"detail": "..."}``.
+When the inference pool is full a request is refused with 503 before its body is read. Otherwise the body is
+read from the raw request stream (`classifier.uploads`), the decoding and inference run in the bounded inference
+pool, and a refused upload is a 4xx with ``{"detail": "..."}``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     async def predict(
         request: Request, settings: SettingsDep, pool: PoolDep, metrics: MetricsDep, attention: Attention = False
     ) -> Any:
+        pool.check_capacity()  # a busy refusal before reading the body costs no parsing
         uploads = await read_images(request, _limits(settings, max_images=1))
         [answer] = await run(uploads, attention, settings, pool, metrics)
         if isinstance(answer, ServiceError):
@@ -111,6 +113,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     async def predict_batch(
         request: Request, settings: SettingsDep, pool: PoolDep, metrics: MetricsDep, attention: Attention = False
     ) -> Any:
+        pool.check_capacity()  # a busy refusal before reading the body costs no parsing
         uploads = await read_images(request, _limits(settings, settings.max_batch_images), allow_json=False)
         answers = await run(uploads, attention, settings, pool, metrics)
         results = []

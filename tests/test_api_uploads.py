@@ -301,3 +301,16 @@ def test_a_client_that_leaves_mid_upload_does_not_hurt_the_server(server: tuple[
         sock.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: localhost\r\n\r\n")
         sock.settimeout(5)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_a_busy_server_refuses_before_reading_the_body_and_keeps_the_connection(trained_weights: Path) -> None:
+    app = create_app(Settings(models_dir=trained_weights, max_in_flight=1))
+    with live_server(app, lifespan="off") as address, socket.create_connection(address) as sock:
+        app.state.pool.in_flight = 1  # a prediction in flight fills the pool
+        sock.sendall(request_head(300_000))  # the head alone: the answer must not wait for the body
+        response = read_response(sock)
+        assert response.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in response.lower(), response[:300]
+        assert b"busy" in response
+        sock.sendall(PART_HEAD + b"z" * (300_000 - len(PART_HEAD)))  # the client sends its body anyway
+        sock.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")  # the same connection goes on
