@@ -171,6 +171,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+STARTED = ("worker listening on", "loaded model")
+"""What each worker of the service logs once it takes connections, and once its model is ready."""
+
+
 @dataclass
 class Server:
     """A server process on a loopback port, started and timed to readiness."""
@@ -180,8 +184,9 @@ class Server:
     port: int
     log: Path
     listening: int = 0
-    """Workers that say "worker listening on" in the log (``classifier.serve``): each has a socket of its own,
-    so wait for them all after the first /readyz 200, or the early ones take every connection."""
+    """Workers that say "worker listening on" and "loaded model" in the log (``classifier.serve``, one model):
+    each has a socket of its own, so wait for them all after the first /readyz 200, or the first ones take
+    every connection and the late ones answer 503 while their model loads."""
     process: subprocess.Popen | None = None
     ready_s: float = float("nan")
 
@@ -196,7 +201,8 @@ class Server:
                 raise RuntimeError(f"{self.command} exited; see {self.log}")
             if math.isnan(self.ready_s) and self._ready():
                 self.ready_s = time.perf_counter() - started
-            if not math.isnan(self.ready_s) and self.log.read_text().count("worker listening on") >= self.listening:
+            log = self.log.read_text()
+            if not math.isnan(self.ready_s) and min(log.count(s) for s in STARTED) >= self.listening:
                 return self
             time.sleep(0.02)
         raise RuntimeError(f"{self.command} not ready in {timeout} s; see {self.log}")
