@@ -183,10 +183,6 @@ class Server:
     env: dict[str, str]
     port: int
     log: Path
-    listening: int = 0
-    """Workers that say "worker listening on" and "loaded model" in the log (``classifier.serve``, one model):
-    each has a socket of its own, so wait for them all after the first /readyz 200, or the first ones take
-    every connection and the late ones answer 503 while their model loads."""
     process: subprocess.Popen | None = None
     ready_s: float = float("nan")
 
@@ -207,6 +203,13 @@ class Server:
             time.sleep(0.02)
         raise RuntimeError(f"{self.command} not ready in {timeout} s; see {self.log}")
 
+    @property
+    def listening(self) -> int:
+        """Workers of ``classifier.serve`` (none for other servers) that must say "worker listening on" and
+        "loaded model" in the log (one model): each has a socket of its own, so wait for them all after the
+        first /readyz 200, or the first ones take every connection and the late ones answer 503 while loading."""
+        return int(self.env.get("CLASSIFIER_WORKERS", 0))
+
     def _ready(self) -> bool:
         url = f"http://127.0.0.1:{self.port}/readyz"
         with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=1) as answer:
@@ -214,7 +217,7 @@ class Server:
         return False
 
     def worker_pids(self) -> list[int]:
-        """The serving processes: uvicorn's spawned workers, or the server itself when it has none."""
+        """The serving processes: the spawned workers of ``classifier.serve``, or the server itself when it has none."""
         pid = self.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
@@ -335,7 +338,7 @@ def main() -> None:
         for label, workers, launch in servers:
             port = free_port()
             log = args.out.with_name(f"benchmark-{len(report['servers'])}.log")
-            server = Server(*launch(port), port, log, listening=0 if label.startswith(("naive", "load")) else workers)
+            server = Server(*launch(port), port, log)
             try:
                 server.start()
                 request = multipart_request("127.0.0.1", port, path, args.image)
