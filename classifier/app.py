@@ -18,12 +18,12 @@ from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
 
 from classifier import __version__
+from classifier.errors import ServiceError, from_image_error
 from classifier.imaging import ImageError
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry, ServedModel
-from classifier.service_errors import ServiceError, from_image_error
 from classifier.settings import Settings
-from classifier.telemetry import REQUEST_ID_HEADER, Metrics, RequestTelemetry, configure_logging
+from classifier.telemetry import REQUEST_ID_HEADER, PrometheusMetrics, RequestTelemetry, configure_logging
 from routers import health, metrics, models, prediction, web
 
 DESCRIPTION = """Classifies chest X-rays and shows where the model looked (an attention map).
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = ModelRegistry.discover(settings.models_dir, settings.models)
-    telemetry = Metrics()
+    telemetry = PrometheusMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _add_error_handlers(app: FastAPI, telemetry: Metrics) -> None:
+def _add_error_handlers(app: FastAPI, telemetry: PrometheusMetrics) -> None:
     """Every refusal as ``{"detail": "..."}`` with its status, counted by kind."""
 
     def refuse(error: ServiceError) -> JSONResponse:

@@ -45,7 +45,7 @@ class ModelCard(BaseModel):
     threshold: float | None = Field(None, description="decision threshold on the positive class's probability")
     threshold_rule: str | None = None
     input: InputSpec
-    validation: dict = Field(description="metrics on the patient-grouped validation split")
+    validation: dict = Field(description="scores on the patient-grouped validation split")
     training: TrainingRecord
     libraries: dict[str, str]
     plots: dict[str, str] = Field(default_factory=dict)

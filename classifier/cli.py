@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from classifier.config import DATASETS, WEIGHTS_DIR
+from classifier.datasets import DATASETS
+from classifier.paths import WEIGHTS_DIR
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

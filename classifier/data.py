@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras import layers
 from sklearn.model_selection import StratifiedGroupKFold
 
-from classifier.config import DatasetSpec
+from classifier.datasets import DatasetSpec
 from classifier.errors import UserError
 from classifier.imaging import ImageError, decode_image
 from classifier.preprocessing import preprocess

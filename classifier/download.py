@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from classifier.config import DatasetSpec
+from classifier.datasets import DatasetSpec
 from classifier.errors import UserError
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _download_failure(slug: str, exc: Exception) -> str:
             "and accept the dataset's terms on kaggle.com if it has any; or pass --data-dir with a local copy"
         )
     if status == 404:
-        return f"Kaggle has no dataset {slug} (HTTP 404): check its kaggle_slug in classifier/config.py"
+        return f"Kaggle has no dataset {slug} (HTTP 404): check its kaggle_slug in classifier/datasets.py"
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return (
             f"cannot reach Kaggle to download {slug} ({_one_line(exc)}): check the network, "

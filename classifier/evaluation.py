@@ -6,18 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.config import get_dataset
 from classifier.data import list_examples
+from classifier.datasets import get_dataset
 from classifier.download import find_dataset_root
 from classifier.errors import UserError
 from classifier.imaging import ImageError
 from classifier.inference import load_model
-from classifier.metrics import classification_report
 from classifier.preprocessing import preprocess
+from classifier.scores import classification_report
 
 
 def evaluate_folder(dataset: str, data_dir: Path, model_path: Path, split: str = "test") -> dict:
-    """The card's metrics for `model_path` on ``<data_dir>/<split>/`` (found inside Kaggle's nesting)."""
+    """The card's validation scores for `model_path` on ``<data_dir>/<split>/`` (found inside Kaggle's nesting)."""
     if not data_dir.exists():
         raise UserError(f"{data_dir} does not exist")
     spec = get_dataset(dataset)

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import anyio
 
-from classifier.service_errors import ServiceError
+from classifier.errors import ServiceError
 
 T = TypeVar("T")
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from classifier.config import IMAGE_SIZE
 from classifier.imaging import DecodedImage, decode_image, reduce_pixels
 
+IMAGE_SIZE = 64
+"""Side of the square grayscale model input, in pixels, unless a dataset asks for another."""
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
 

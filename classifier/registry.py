@@ -17,9 +17,8 @@ import anyio
 import numpy as np
 
 from classifier.card import ModelCard
-from classifier.errors import UserError
+from classifier.errors import ServiceError, UserError
 from classifier.inference import LoadedModel, ModelFileError, Runtime, load_model
-from classifier.service_errors import ServiceError
 
 log = logging.getLogger(__name__)
 

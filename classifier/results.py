@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from classifier.errors import ServiceError, from_image_error
 from classifier.imaging import DecodedImage, ImageError, decode_image
 from classifier.inference import LoadedModel, Prediction
 from classifier.overlay import OVERLAY_SIDE, overlay_png
 from classifier.preprocessing import preprocess
 from classifier.registry import ServedModel
-from classifier.service_errors import ServiceError, from_image_error
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ class ModelInfo(BaseModel):
     positive_class: str | None = Field(description="the class whose probability is thresholded, if binary")
     threshold: float | None = Field(description="decision threshold on the positive class's probability")
     input_size: int = Field(description="side of the square grayscale model input, in pixels")
-    validation: dict[str, Any] = Field(description="metrics on the patient-grouped validation split")
+    validation: dict[str, Any] = Field(description="scores on the patient-grouped validation split")
 
 
 def model_info(served: ServedModel) -> ModelInfo:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from classifier.config import WEIGHTS_DIR
+from classifier.paths import WEIGHTS_DIR
 
 MIB = 1024 * 1024
 

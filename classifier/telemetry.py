@@ -29,7 +29,7 @@ log = logging.getLogger("classifier.requests")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class Metrics:
+class PrometheusMetrics:
     """The service's Prometheus metrics, in a registry of their own (one per app)."""
 
     def __init__(self) -> None:
@@ -70,7 +70,7 @@ class Metrics:
 
 
 class RequestTelemetry:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
         self.app = app
         self.metrics = metrics
 

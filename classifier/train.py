@@ -16,9 +16,8 @@ import PIL
 import sklearn
 import tensorflow as tf
 
-from classifier import metrics, plots
+from classifier import plots, scores
 from classifier.card import InputSpec, ModelCard, TrainingRecord
-from classifier.config import DATA_DIR, WEIGHTS_DIR, DatasetSpec, get_dataset
 from classifier.data import (
     Example,
     UnreadableImageError,
@@ -28,10 +27,12 @@ from classifier.data import (
     make_dataset,
     split_by_group,
 )
+from classifier.datasets import DatasetSpec, get_dataset
 from classifier.download import locate_dataset
 from classifier.errors import UserError
 from classifier.export import export_litert
 from classifier.model import build_model, ensemble, with_attention
+from classifier.paths import DATA_DIR, WEIGHTS_DIR
 from classifier.preprocessing import HIGH_PERCENTILE, LOW_PERCENTILE
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class ValidationMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         probabilities = self.model.predict(self.dataset, verbose=0)
-        auc = metrics.roc_auc(self.labels, probabilities)
+        auc = scores.roc_auc(self.labels, probabilities)
         if logs is not None:
             logs["val_auc"] = auc
         log.info("epoch %d: val_auc %.4f", epoch + 1, auc)
@@ -226,7 +227,7 @@ class Train:
             rows = [index[e.path] for e in val]
             self.val_probabilities[rows] = self.predict(val, model)
             best = self.best_epoch_of(history)
-            report = metrics.classification_report(
+            report = scores.classification_report(
                 self.val_labels[rows], self.val_probabilities[rows], self.spec.classes, None
             )
             members.append(model)
@@ -261,14 +262,14 @@ class Train:
         self.threshold, self.threshold_rule = None, None
         if self.spec.positive_class:
             positive = self.spec.classes.index(self.spec.positive_class)
-            self.threshold, self.threshold_rule = metrics.choose_threshold(
+            self.threshold, self.threshold_rule = scores.choose_threshold(
                 labels == positive, self.val_probabilities[:, positive]
             )
-        self.validation = metrics.classification_report(
+        self.validation = scores.classification_report(
             labels, self.val_probabilities, self.spec.classes, self.threshold
         )
         if getattr(self, "fold_reports", None):
-            self.validation["cross_validation"] = metrics.fold_summary(self.fold_reports)
+            self.validation["cross_validation"] = scores.fold_summary(self.fold_reports)
         return self.validation
 
     def model_card(self, plot_files: dict[str, str]) -> ModelCard:

@@ -18,7 +18,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from classifier.service_errors import ServiceError
+from classifier.errors import ServiceError
 
 IMAGE_FIELD = "image_file"
 MAX_OTHER_PARTS = 16

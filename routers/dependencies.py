@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
 from classifier.settings import Settings
-from classifier.telemetry import Metrics
+from classifier.telemetry import PrometheusMetrics
 
 
 async def get_settings(request: Request) -> Settings:
@@ -28,11 +28,11 @@ async def get_pool(request: Request) -> InferencePool:
     return request.app.state.pool
 
 
-async def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> PrometheusMetrics:
     return request.app.state.metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 PoolDep = Annotated[InferencePool, Depends(get_pool)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+MetricsDep = Annotated[PrometheusMetrics, Depends(get_metrics)]

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from classifier.card import ModelCard
+from classifier.errors import ServiceError
 from classifier.schemas import ErrorResponse, ModelInfo, model_info
-from classifier.service_errors import ServiceError
 from routers.dependencies import RegistryDep
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("", summary="Every served model: classes, threshold, input size, validation metrics")
+@router.get("", summary="Every served model: classes, threshold, input size, validation scores")
 async def list_models(registry: RegistryDep) -> list[ModelInfo]:
     return [model_info(served) for served in registry]
 

@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from classifier.errors import ServiceError
 from classifier.pool import InferencePool
 from classifier.registry import ServedModel
 from classifier.results import classify
 from classifier.schemas import BatchError, ErrorResponse, batch_item_schema, prediction_schema
-from classifier.service_errors import ServiceError
 from classifier.settings import Settings
-from classifier.telemetry import Metrics
+from classifier.telemetry import PrometheusMetrics
 from classifier.uploads import IMAGE_FIELD, DataUrlImage, Upload, UploadLimits, read_images
 from routers.dependencies import MetricsDep, PoolDep, SettingsDep
 
@@ -64,7 +64,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     router = APIRouter(prefix=f"/{name}", tags=[name])
 
     async def run(
-        uploads: list[Upload], attention: bool, settings: Settings, pool: InferencePool, metrics: Metrics
+        uploads: list[Upload], attention: bool, settings: Settings, pool: InferencePool, metrics: PrometheusMetrics
     ) -> list[dict[str, Any] | ServiceError]:
         """Classify the uploads in the pool, counting predictions by class."""
         model = served.require(settings.retry_after_s)

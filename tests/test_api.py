@@ -19,12 +19,11 @@ from PIL import Image
 
 from classifier.app import create_app
 from classifier.card import ModelCard
-from classifier.errors import UserError
+from classifier.errors import ServiceError, UserError
 from classifier.inference import ModelFileError
 from classifier.overlay import OVERLAY_SIDE, heat_colours, overlay_png
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
-from classifier.service_errors import ServiceError
 from classifier.settings import Settings
 from tests.conftest import FIXTURES
 

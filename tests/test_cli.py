@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from classifier.cli import EXIT_FAILURE, EXIT_USAGE, main
-from classifier.config import PROJECT_ROOT
+from classifier.paths import PROJECT_ROOT
 from tests.conftest import FIXTURES
 
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from classifier.card import ModelCard
-from classifier.config import get_dataset
 from classifier.data import group_near_duplicates, list_examples, split_by_group
+from classifier.datasets import get_dataset
 from classifier.inference import load_model
 from classifier.model import with_attention
 from classifier.train import Train

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.config import get_dataset
+from classifier.datasets import get_dataset
 from classifier.download import MARKER, DatasetError, find_dataset_root, locate_dataset
 from tests.conftest import write_kaggle_folder
 from tests.fake_kaggle import DOWNLOAD_PATH, INTROSPECT_PATH, FakeKaggle

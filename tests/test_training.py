@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from classifier.card import ModelCard
-from classifier.config import get_dataset
 from classifier.data import LayoutError, list_examples, split_by_group
+from classifier.datasets import get_dataset
 from classifier.inference import load_model
 from classifier.model import GatedAveragePooling, build_model, with_attention
 from tests.conftest import FIXTURES

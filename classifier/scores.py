@@ -1,4 +1,4 @@
-"""Validation metrics and the decision threshold, as recorded in model cards."""
+"""Validation scores (accuracy, ROC AUC, confusion matrix, ...) and the decision threshold, as in model cards."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def classification_report(
 
 
 def fold_summary(fold_reports: list[dict]) -> dict:
-    """Mean and standard deviation over cross-validation folds of each scalar metric, and the folds."""
+    """Mean and standard deviation over cross-validation folds of each scalar score, and the folds."""
     scalars = [k for k, v in fold_reports[0].items() if isinstance(v, float)]
     values = {k: np.array([r[k] for r in fold_reports], dtype=float) for k in scalars}
     return {

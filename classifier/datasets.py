@@ -1,4 +1,4 @@
-"""Datasets and training defaults: the one place where they are configured.
+"""The datasets a model can be trained on: the one place where they are configured.
 
 Adding a dataset means adding a `DatasetSpec` to `DATASETS`; the training,
 evaluation and serving code read everything they need from it.
@@ -7,14 +7,8 @@ evaluation and serving code read everything they need from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS_DIR = PROJECT_ROOT / "weights"
-DATA_DIR = PROJECT_ROOT / "data"
-
-IMAGE_SIZE = 64
-"""Side of the square grayscale model input, in pixels."""
+from classifier.preprocessing import IMAGE_SIZE
 
 
 @dataclass(frozen=True)
