@@ -25,14 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model and deploy it to the weights folder")
-    train.add_argument("--dataset", choices=sorted(DATASETS), default="pneumonia")
+    # `Train` holds the training defaults: an option not given is not passed on
+    train = commands.add_parser(
+        "train", help="train a model and deploy it to the weights folder", argument_default=argparse.SUPPRESS
+    )
+    train.add_argument("--dataset", choices=sorted(DATASETS))
     train.add_argument("--data-dir", type=Path, help="Kaggle-layout folder or zip; downloaded here if missing")
     train.add_argument("--force-download", action="store_true", help="download again even if --data-dir exists")
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
-    train.add_argument("--seed", type=int, default=1234)
+    train.add_argument("--seed", type=int)
     train.add_argument("--image-size", type=positive_int, help="side of the model input (default: the dataset's)")
-    train.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    train.add_argument("--weights-dir", type=Path)
 
     evaluate = commands.add_parser("evaluate", help="score a model on a Kaggle-layout folder; prints JSON")
     evaluate.add_argument("--dataset", choices=sorted(DATASETS), default="pneumonia")
@@ -60,15 +63,8 @@ def positive_int(text: str) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from classifier.train import Train
 
-    path = Train(
-        args.dataset,
-        data_dir=args.data_dir,
-        force_download=args.force_download,
-        epochs=args.epochs,
-        seed=args.seed,
-        image_size=args.image_size,
-        weights_dir=args.weights_dir,
-    ).run()
+    options = {name: value for name, value in vars(args).items() if name not in ("command", "verbose")}
+    path = Train(**options).run()
     print(f"deployed {path} and {path.with_suffix('.json')}")
     return 0
 

@@ -52,6 +52,8 @@ SUPPORTED_FORMATS = "JPEG, PNG, BMP, TIFF, WebP, GIF or DICOM"
 PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
 """Formats opened with Pillow; its JPEG opener also reads MPO, the multi-picture JPEG of some cameras."""
 
+MAX_PIXELS = 50_000_000
+"""Largest image decoded by default, in pixels (width x height), checked before decoding."""
 MAX_JPEG_SCANS = 100
 """Progressive JPEGs usually have about 10 scans; each one costs a pass over the whole image, so a
 small file with thousands of (empty) scans would take minutes to decode."""
@@ -131,7 +133,7 @@ class DecodedImage:
     format: str
 
 
-def decode_image(data: bytes, *, min_side: int = 0, max_pixels: int = 50_000_000) -> DecodedImage:
+def decode_image(data: bytes, *, min_side: int = 0, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Decode `data` to grayscale, reducing early so no side drops below `min_side` (0: full size).
 
     Raises an `ImageError` subclass for anything that is not a decodable image

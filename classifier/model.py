@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from classifier.preprocessing import IMAGE_SIZE
+
 ATTENTION_LAYER = "attention"
 
 
@@ -49,7 +51,7 @@ def conv_block(x, filters: int, name: str, pool: bool = True):
 
 def build_model(
     classes: tuple[str, ...],
-    image_size: int = 64,
+    image_size: int = IMAGE_SIZE,
     filters: tuple[int, ...] = (16, 32, 64, 128),
     dropout: float = 0.5,
     name: str = "classifier",

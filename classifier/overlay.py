@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from classifier.preprocessing import resize_gray
+
 OVERLAY_SIDE = 384
 """Longest side of the overlay, in pixels."""
 OPACITY = 0.45
@@ -25,11 +27,6 @@ _PALETTE = heat_colours(np.linspace(0.0, 1.0, 256)).astype(np.float32)
 """`heat_colours` of 256 levels: indexing it is much faster than interpolating every pixel."""
 
 
-def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
-    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32), mode="F")
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
-
-
 def overlay_png(pixels: np.ndarray, attention: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:
     """PNG of the grayscale `pixels` (2-D, [0, 1]) with `attention` (2-D, any size) stretched over it.
 
@@ -39,8 +36,8 @@ def overlay_png(pixels: np.ndarray, attention: np.ndarray, side: int = OVERLAY_S
     height, width = pixels.shape
     scale = side / max(height, width)
     width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    gray = np.clip(_resize(pixels, width, height), 0.0, 1.0)[..., np.newaxis]
-    heat = _resize(attention, width, height)
+    gray = np.clip(resize_gray(pixels, width, height), 0.0, 1.0)[..., np.newaxis]
+    heat = resize_gray(attention, width, height)
     low, high = float(heat.min()), float(heat.max())
     heat = (heat - low) / (high - low) if high - low > 1e-6 else np.zeros_like(heat)
     blended = (1 - OPACITY) * gray + OPACITY * _PALETTE[np.round(heat * 255).astype(np.uint8)]

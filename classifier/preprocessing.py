@@ -16,11 +16,24 @@ IMAGE_SIZE = 64
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
 
+DESCRIPTION = (
+    f"decode (JPEG DCT-domain reduction, EXIF orientation, DICOM windowing), grayscale in [0, 1], "
+    f"squash to a square with an antialiased bilinear filter, stretch the {LOW_PERCENTILE}-{HIGH_PERCENTILE} "
+    f"percentile range to [0, 1] (classifier.preprocessing.preprocess)"
+)
+"""`preprocess` in words, as model cards record it."""
 
-def resize_gray(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Squash a 2-D intensity array to `size` x `size` with an antialiased filter."""
+
+def decode_side(size: int) -> int:
+    """The shortest side an image is decoded at for a `size` x `size` input: twice the input's, so that the
+    antialiased squash still has pixels to average however the decoder reduced the image."""
+    return 2 * size
+
+
+def resize_gray(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A 2-D intensity array resized to `width` x `height` with an antialiased bilinear filter."""
     image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
-    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def normalize_intensity(pixels: np.ndarray) -> np.ndarray:
@@ -38,8 +51,8 @@ def normalize_intensity(pixels: np.ndarray) -> np.ndarray:
 def preprocess(image: bytes | DecodedImage | np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """Image bytes, a decoded image or a 2-D intensity array -> float32 array (size, size, 1)."""
     if isinstance(image, bytes):
-        image = decode_image(image, min_side=2 * size)
+        image = decode_image(image, min_side=decode_side(size))
     pixels = image.pixels if isinstance(image, DecodedImage) else image
     # full-size pixels are reduced as decode_image reduces, so they give the same input as their bytes
-    pixels = reduce_pixels(pixels, 2 * size)
-    return normalize_intensity(resize_gray(pixels, size))[..., np.newaxis]
+    pixels = reduce_pixels(pixels, decode_side(size))
+    return normalize_intensity(resize_gray(pixels, size, size))[..., np.newaxis]

@@ -17,7 +17,7 @@ from classifier.errors import ServiceError, from_image_error
 from classifier.imaging import DecodedImage, ImageError, decode_image
 from classifier.inference import LoadedModel, Prediction
 from classifier.overlay import OVERLAY_SIDE, overlay_png
-from classifier.preprocessing import preprocess
+from classifier.preprocessing import decode_side, preprocess
 from classifier.registry import ServedModel
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def classify(
     served: ServedModel, model: LoadedModel, images: Sequence[bytes], *, max_pixels: int, attention: bool
 ) -> list[dict[str, Any] | ServiceError]:
     """One answer per image, in order: a prediction, or the error that image caused."""
-    decoded = [_decode(data, 2 * model.image_size, max_pixels) for data in images]
+    decoded = [_decode(data, decode_side(model.image_size), max_pixels) for data in images]
     good = [image for image in decoded if isinstance(image, DecodedImage)]
     if not good:
         return decoded

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from classifier.imaging import MAX_PIXELS
+from classifier.inference import Runtime
 from classifier.paths import WEIGHTS_DIR
 
 MIB = 1024 * 1024
@@ -25,10 +27,10 @@ class Settings(BaseSettings):
         default_factory=list, description="models to serve; empty serves every model in models_dir"
     )
     max_upload_mb: float = Field(20.0, gt=0, description="largest request body, in MiB (413 beyond)")
-    max_pixels: int = Field(50_000_000, gt=0, description="largest image, in pixels, checked before decoding (413)")
+    max_pixels: int = Field(MAX_PIXELS, gt=0, description="largest image, in pixels, checked before decoding (413)")
     max_batch_images: int = Field(16, ge=1, description="most images in one batch request (413 beyond)")
     upload_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive a request body (408 beyond)")
-    runtime: Literal["auto", "litert", "keras"] = Field(
+    runtime: Runtime = Field(
         "auto", description="LiteRT for <name>.tflite when exported (auto), or always Keras/TensorFlow"
     )
     inference_threads: int = Field(2, ge=1, description="threads decoding images and running the models")
