@@ -91,7 +91,8 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"{path}: error: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps({"file": str(path), **result.as_dict()}))
+            line = {"file": str(path), "predicted_class": result.predicted_class, "probabilities": result.probabilities}
+            print(json.dumps(line))
         else:
             probabilities = " ".join(f"{name}={p:.3f}" for name, p in result.probabilities.items())
             print(f"{path}: {result.predicted_class} ({probabilities})")

@@ -40,9 +40,6 @@ class Prediction:
     attention: np.ndarray
     """Attention map, 2-D in [0, 1], at 1/8 of the input's resolution."""
 
-    def as_dict(self) -> dict:
-        return {"predicted_class": self.predicted_class, "probabilities": self.probabilities}
-
 
 class LoadedModel:
     """A network and its card; call `predict` on preprocessed batches or `predict_bytes` on files.

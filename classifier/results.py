@@ -9,35 +9,44 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from classifier.errors import ServiceError, from_image_error
 from classifier.imaging import DecodedImage, ImageError, decode_image
-from classifier.inference import LoadedModel, Prediction
+from classifier.inference import LoadedModel
 from classifier.overlay import OVERLAY_SIDE, overlay_png
 from classifier.preprocessing import decode_side, preprocess
-from classifier.registry import ServedModel
+from classifier.schemas import AttentionMap, ImageInfo, PredictionAnswer
 
 log = logging.getLogger(__name__)
 
 
 def classify(
-    served: ServedModel, model: LoadedModel, images: Sequence[bytes], *, max_pixels: int, attention: bool
-) -> list[dict[str, Any] | ServiceError]:
-    """One answer per image, in order: a prediction, or the error that image caused."""
+    answer: type[PredictionAnswer], model: LoadedModel, images: Sequence[bytes], *, max_pixels: int, attention: bool
+) -> list[PredictionAnswer | ServiceError]:
+    """One answer per image, in order: a prediction of `model` in its `answer` schema, or the error that image
+    caused."""
     decoded = [_decode(data, decode_side(model.image_size), max_pixels) for data in images]
     good = [image for image in decoded if isinstance(image, DecodedImage)]
     if not good:
         return decoded
     predictions = iter(model.predict(np.stack([preprocess(image, model.image_size) for image in good])))
-    return [
-        _answer(served, image, next(predictions), data if attention else None, max_pixels)
-        if isinstance(image, DecodedImage)
-        else image
-        for image, data in zip(decoded, images, strict=True)
-    ]
+    answers: list[PredictionAnswer | ServiceError] = []
+    for image, data in zip(decoded, images, strict=True):
+        if isinstance(image, ServiceError):
+            answers.append(image)
+            continue
+        prediction = next(predictions)
+        answers.append(
+            answer.build(
+                prediction.predicted_class,
+                prediction.probabilities,
+                ImageInfo(width=image.width, height=image.height, format=image.format),
+                _attention_map(data, prediction.attention, max_pixels) if attention else None,
+            )
+        )
+    return answers
 
 
 def _decode(data: bytes, min_side: int, max_pixels: int) -> DecodedImage | ServiceError:
@@ -51,26 +60,10 @@ def _decode(data: bytes, min_side: int, max_pixels: int) -> DecodedImage | Servi
         return ServiceError(400, "undecodable_image", "the image could not be decoded")
 
 
-def _answer(
-    served: ServedModel, image: DecodedImage, prediction: Prediction, overlay_source: bytes | None, max_pixels: int
-) -> dict[str, Any]:
-    answer: dict[str, Any] = {"predicted_class": prediction.predicted_class, "probabilities": prediction.probabilities}
-    if served.positive_class:
-        answer[f"{served.positive_class}_probability"] = prediction.probabilities[served.positive_class]
-    answer |= {
-        "threshold": served.card.threshold,
-        "model": {"name": served.name, "version": served.card.version},
-        "image": {"width": image.width, "height": image.height, "format": image.format},
-    }
-    if overlay_source is not None:
-        answer["attention_map"] = _attention_map(overlay_source, prediction.attention, max_pixels)
-    return answer
-
-
-def _attention_map(data: bytes, attention: np.ndarray, max_pixels: int) -> dict[str, Any]:
+def _attention_map(data: bytes, attention: np.ndarray, max_pixels: int) -> AttentionMap:
     """The overlay, drawn on the image decoded again at display size (the model's decode is smaller)."""
     pixels = decode_image(data, min_side=OVERLAY_SIDE, max_pixels=max_pixels).pixels
-    return {
-        "overlay_png": base64.b64encode(overlay_png(pixels, attention)).decode("ascii"),
-        "grid": np.round(attention.astype(float), 4).tolist(),
-    }
+    return AttentionMap(
+        overlay_png=base64.b64encode(overlay_png(pixels, attention)).decode("ascii"),
+        grid=np.round(attention.astype(float), 4).tolist(),
+    )

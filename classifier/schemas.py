@@ -1,12 +1,13 @@
 """The API's response models: what `/docs` shows and what every answer is validated against.
 
 A prediction's schema is built from its model's card, so that `predicted_class` lists the model's classes
-and a binary model's answer carries ``<positive class>_probability`` (``pneumonia_probability``).
+and a binary model's answer carries ``<positive class>_probability`` (``pneumonia_probability``); the service
+makes every answer, and `/docs` its example, with that schema's `PredictionAnswer.build`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -86,15 +87,56 @@ def model_info(served: ServedModel) -> ModelInfo:
     )
 
 
-def prediction_schema(served: ServedModel) -> type[BaseModel]:
-    """The response model of ``/<name>/predict``."""
+class PredictionAnswer(BaseModel):
+    """One image's answer from one model: `prediction_schema` derives each served model's own class, and
+    `build` is the one way to make an answer, so that what is answered is what `/docs` shows."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, cls: schema.update(examples=[cls.example()]))
+
+    served_name: ClassVar[str]
+    card: ClassVar[ModelCard]
+    positive_class: ClassVar[str | None] = None
+
+    @classmethod
+    def build(
+        cls,
+        predicted_class: str,
+        probabilities: dict[str, float],
+        image: ImageInfo,
+        attention_map: AttentionMap | None = None,
+    ) -> PredictionAnswer:
+        """The answer for one image; `attention_map` is left out (unset) unless given."""
+        values: dict[str, Any] = {"predicted_class": predicted_class, "probabilities": probabilities}
+        if cls.positive_class:
+            values[positive_field(cls.positive_class)] = probabilities[cls.positive_class]
+        values |= {
+            "threshold": cls.card.threshold,
+            "model": ModelRef(name=cls.served_name, version=cls.card.version),
+            "image": image,
+        }
+        if attention_map is not None:
+            values["attention_map"] = attention_map
+        return cls(**values)
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        """An answer as `/docs` shows it: the last class chosen with probability 0.9."""
+        classes = cls.card.classes
+        probabilities = {c: round(0.1 / (len(classes) - 1), 4) for c in classes[:-1]} | {classes[-1]: 0.9}
+        answer = cls.build(classes[-1], probabilities, ImageInfo(width=1024, height=896, format="JPEG"))
+        return answer.model_dump(mode="json", exclude_unset=True)
+
+
+def prediction_schema(served: ServedModel) -> type[PredictionAnswer]:
+    """The answer of ``/<name>/predict``: `predicted_class` is one of the model's classes, and a binary model
+    adds its positive class's probability."""
     card = served.card
     fields: dict[str, Any] = {
         "predicted_class": (Literal[tuple(card.classes)], Field(description="the class the model chose")),
         "probabilities": (dict[str, float], Field(description="each class's probability; they sum to 1")),
     }
     if served.positive_class:
-        fields[f"{served.positive_class}_probability"] = (
+        fields[positive_field(served.positive_class)] = (
             float,
             Field(ge=0, le=1, description=f"the probability of {served.positive_class}, compared with `threshold`"),
         )
@@ -104,30 +146,22 @@ def prediction_schema(served: ServedModel) -> type[BaseModel]:
         "image": (ImageInfo, ...),
         "attention_map": (AttentionMap | None, Field(None, description="only with `?attention=true`")),
     }
-    return create_model(
-        f"{served.name.title().replace('-', '').replace('_', '')}Prediction",
-        __config__=ConfigDict(json_schema_extra={"examples": [_example(served.name, served.positive_class, card)]}),
-        **fields,
+    schema = create_model(
+        f"{served.name.title().replace('-', '').replace('_', '')}Prediction", __base__=PredictionAnswer, **fields
     )
+    schema.served_name, schema.card, schema.positive_class = served.name, card, served.positive_class
+    return schema
 
 
-def batch_item_schema(prediction: type[BaseModel]) -> type[BaseModel]:
+def positive_field(positive_class: str) -> str:
+    """The field a binary model's answer adds: ``pneumonia_probability``."""
+    return f"{positive_class}_probability"
+
+
+def batch_item_schema(prediction: type[PredictionAnswer]) -> type[PredictionAnswer]:
     """A prediction within a batch answer: the single answer plus the part's file name."""
     return create_model(
         f"Batch{prediction.__name__}",
         __base__=prediction,
         filename=(str | None, Field(None, description="the part's file name")),
     )
-
-
-def _example(name: str, positive_class: str | None, card: ModelCard) -> dict[str, Any]:
-    others = 0.1 / (len(card.classes) - 1)
-    probabilities = {c: round(others, 4) for c in card.classes[:-1]} | {card.classes[-1]: 0.9}
-    example: dict[str, Any] = {"predicted_class": card.classes[-1], "probabilities": probabilities}
-    if positive_class:
-        example[f"{positive_class}_probability"] = probabilities[positive_class]
-    return example | {
-        "threshold": card.threshold,
-        "model": {"name": name, "version": card.version},
-        "image": {"width": 1024, "height": 896, "format": "JPEG"},
-    }

@@ -17,7 +17,7 @@ from classifier.errors import ServiceError
 from classifier.pool import InferencePool
 from classifier.registry import ServedModel
 from classifier.results import classify
-from classifier.schemas import BatchError, ErrorResponse, batch_item_schema, prediction_schema
+from classifier.schemas import BatchError, ErrorResponse, PredictionAnswer, batch_item_schema, prediction_schema
 from classifier.settings import Settings
 from classifier.telemetry import PrometheusMetrics
 from classifier.uploads import IMAGE_FIELD, DataUrlImage, Upload, UploadLimits, read_images
@@ -65,18 +65,18 @@ def prediction_router(served: ServedModel) -> APIRouter:
 
     async def run(
         uploads: list[Upload], attention: bool, settings: Settings, pool: InferencePool, metrics: PrometheusMetrics
-    ) -> list[dict[str, Any] | ServiceError]:
+    ) -> list[PredictionAnswer | ServiceError]:
         """Classify the uploads in the pool, counting predictions by class."""
         model = served.require(settings.retry_after_s)
         job = partial(
-            classify, served, model, [u.data for u in uploads], max_pixels=settings.max_pixels, attention=attention
+            classify, Prediction, model, [u.data for u in uploads], max_pixels=settings.max_pixels, attention=attention
         )
         started = time.perf_counter()
         answers = await pool.run(job)
         metrics.inference_latency.labels(name).observe(time.perf_counter() - started)
         for answer in answers:
-            if isinstance(answer, dict):
-                metrics.predictions.labels(name, answer["predicted_class"]).inc()
+            if isinstance(answer, PredictionAnswer):
+                metrics.predictions.labels(name, answer.predicted_class).inc()
         return answers
 
     @router.post(
@@ -120,8 +120,10 @@ def prediction_router(served: ServedModel) -> APIRouter:
         for upload, answer in zip(uploads, answers, strict=True):
             if isinstance(answer, ServiceError):
                 metrics.errors.labels(answer.kind).inc()
-                answer = {"status_code": answer.status_code, "detail": answer.detail}
-            results.append({**answer, "filename": upload.filename})
+                item = BatchError(filename=upload.filename, status_code=answer.status_code, detail=answer.detail)
+            else:
+                item = BatchPrediction(**answer.model_dump(exclude_unset=True), filename=upload.filename)
+            results.append(item)
         return results
 
     return router
