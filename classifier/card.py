@@ -6,10 +6,12 @@ Written by `Train.deploy_model()` beside the weights, read by the service and th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 
 class InputSpec(BaseModel):
@@ -35,6 +37,55 @@ class TrainingRecord(BaseModel):
     notes: str = ""
 
 
+class Scores(BaseModel):
+    """How a model's predictions compare with the labels of one set of images (`classifier.scores`)."""
+
+    n: int = Field(description="images scored")
+    accuracy: float
+    balanced_accuracy: float = Field(description="the mean of the classes' recalls")
+    roc_auc: float | None = Field(
+        description="binary: of the positive class; else macro one-vs-rest; null where a class is missing"
+    )
+    confusion_matrix: list[list[int]] = Field(description="rows: true class, columns: predicted class")
+    recall: dict[str, float] = Field(description="per class: the share of its images predicted as it")
+    sensitivity: float | None = Field(None, description="binary: the positive class's recall")
+    specificity: float | None = Field(None, description="binary: the negative class's recall")
+    f1: float | None = Field(None, description="binary: F1 of the positive class")
+    f1_macro: float | None = Field(None, description="more than two classes: the mean of the classes' F1")
+
+    @field_validator("roc_auc", mode="before")
+    @classmethod
+    def _nan_is_null(cls, value: Any) -> Any:
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out the optional scores that do not apply (a binary model has no `f1_macro`)."""
+        fields = type(self).model_fields
+        return {k: v for k, v in handler(self).items() if v is not None or fields[k].is_required()}
+
+
+class FoldScores(Scores):
+    """One cross-validation fold's scores on its own validation part."""
+
+    fold: int = Field(description="from 1")
+    best_epoch: int = Field(description="the epoch the fold kept (from 1)")
+
+
+class CrossValidation(BaseModel):
+    folds: int
+    mean: dict[str, float | None] = Field(description="each score's mean over the folds")
+    std: dict[str, float | None] = Field(description="each score's standard deviation over the folds")
+    per_fold: list[FoldScores]
+
+
+class ValidationScores(Scores):
+    """Scores on the patient-grouped validation split, or pooled over the out-of-fold predictions of a
+    cross-validated model (each image scored by the one fold network that never saw it)."""
+
+    cross_validation: CrossValidation | None = Field(None, description="each fold's scores and their spread")
+
+
 class ModelCard(BaseModel):
     name: str
     version: str
@@ -45,7 +96,7 @@ class ModelCard(BaseModel):
     threshold: float | None = Field(None, description="decision threshold on the positive class's probability")
     threshold_rule: str | None = None
     input: InputSpec
-    validation: dict = Field(description="scores on the patient-grouped validation split")
+    validation: ValidationScores
     training: TrainingRecord
     libraries: dict[str, str]
     plots: dict[str, str] = Field(default_factory=dict)

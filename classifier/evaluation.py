@@ -29,7 +29,7 @@ def evaluate_folder(dataset: str, data_dir: Path, model_path: Path, split: str =
     probabilities = np.array([[p.probabilities[c] for c in model.classes] for p in predictions])
     labels = np.array([e.label for e in examples])
     report = classification_report(labels, probabilities, model.classes, model.card.threshold)
-    return {"model": str(model_path), "split": str(split_dir), "threshold": model.card.threshold, **report}
+    return {"model": str(model_path), "split": str(split_dir), "threshold": model.card.threshold, **report.model_dump()}
 
 
 def _load(path: Path, size: int) -> np.ndarray:

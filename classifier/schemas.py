@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from classifier.card import ModelCard
+from classifier.card import ModelCard, ValidationScores
 from classifier.registry import ModelStatus, ServedModel
 
 
@@ -67,7 +67,7 @@ class ModelInfo(BaseModel):
     positive_class: str | None = Field(description="the class whose probability is thresholded, if binary")
     threshold: float | None = Field(description="decision threshold on the positive class's probability")
     input_size: int = Field(description="side of the square grayscale model input, in pixels")
-    validation: dict[str, Any] = Field(description="scores on the patient-grouped validation split")
+    validation: ValidationScores
 
 
 def model_info(served: ServedModel) -> ModelInfo:

@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn import metrics
 
-from classifier.card import predicted_classes
+from classifier.card import CrossValidation, FoldScores, Scores, ValidationScores, predicted_classes
 
 MIN_SENSITIVITY = 0.95
 """The threshold rule's floor on validation sensitivity for screening models."""
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What validating a trained model decided and found: the card's threshold and validation section."""
+
+    threshold: float | None
+    """Decision threshold on the positive class's probability; None for an argmax model."""
+    threshold_rule: str | None
+    scores: ValidationScores
+
+
+def validate(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: tuple[str, ...],
+    positive_class: str | None,
+    folds: Sequence[FoldScores] = (),
+) -> Validation:
+    """Choose the threshold of a screening model (one with a `positive_class`) and score the validation (or
+    out-of-fold) predictions at it; with `folds`, add each fold's scores and their spread."""
+    threshold, rule = None, None
+    if positive_class:
+        positive = classes.index(positive_class)
+        threshold, rule = choose_threshold(labels == positive, probabilities[:, positive])
+    report = classification_report(labels, probabilities, classes, threshold)
+    scores = ValidationScores(**dict(report), cross_validation=fold_summary(folds) if folds else None)
+    return Validation(threshold, rule, scores)
+
+
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """ROC AUC: binary on the positive (last) column, else macro one-vs-rest."""
+    """ROC AUC: binary on the positive (last) column, else macro one-vs-rest; NaN when a class is missing."""
     if len(np.unique(labels)) < 2:
         return float("nan")
     if probabilities.shape[1] == 2:
@@ -24,7 +55,8 @@ def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray) -> tuple[float, str]:
-    """The threshold with the best balanced accuracy among those keeping sensitivity >= the floor."""
+    """The threshold with the best balanced accuracy among those keeping sensitivity >= the floor (or, when
+    none does, among those with the highest sensitivity), and the rule in words."""
     fpr, tpr, thresholds = metrics.roc_curve(labels, positive_probability)
     finite = np.isfinite(thresholds)
     fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
@@ -42,41 +74,49 @@ def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray) -> tu
 
 def classification_report(
     labels: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...], threshold: float | None
-) -> dict:
-    """Accuracy, per-class recall, F1, ROC AUC and the confusion matrix (rows: true class)."""
+) -> Scores:
+    """Accuracy, per-class recall, F1, ROC AUC and the confusion matrix (rows: true class) of the classes
+    predicted at `threshold` (see `classifier.card.predicted_classes`)."""
     predicted = predicted_classes(probabilities, threshold)
-    report: dict = {
-        "n": len(labels),
-        "accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predicted)),
-        "roc_auc": roc_auc(labels, probabilities),
-        "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=range(len(classes))).tolist(),
-        "recall": dict(
-            zip(
-                classes,
-                metrics.recall_score(
-                    labels, predicted, labels=range(len(classes)), average=None, zero_division=0
-                ).tolist(),
-                strict=False,
-            )
-        ),
-    }
+    everyone = range(len(classes))
+    recall = dict(
+        zip(
+            classes,
+            metrics.recall_score(labels, predicted, labels=everyone, average=None, zero_division=0),
+            strict=True,
+        )
+    )
     if len(classes) == 2:
-        report["sensitivity"] = report["recall"][classes[1]]
-        report["specificity"] = report["recall"][classes[0]]
-        report["f1"] = float(metrics.f1_score(labels, predicted, zero_division=0))
+        f1 = {"f1": metrics.f1_score(labels, predicted, zero_division=0)}
+        f1 |= {"sensitivity": recall[classes[1]], "specificity": recall[classes[0]]}
     else:
-        report["f1_macro"] = float(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
-    return report
+        f1 = {"f1_macro": metrics.f1_score(labels, predicted, average="macro", zero_division=0)}
+    return Scores(
+        n=len(labels),
+        accuracy=metrics.accuracy_score(labels, predicted),
+        balanced_accuracy=metrics.balanced_accuracy_score(labels, predicted),
+        roc_auc=roc_auc(labels, probabilities),
+        confusion_matrix=metrics.confusion_matrix(labels, predicted, labels=everyone).tolist(),
+        recall=recall,
+        **f1,
+    )
 
 
-def fold_summary(fold_reports: list[dict]) -> dict:
-    """Mean and standard deviation over cross-validation folds of each scalar score, and the folds."""
-    scalars = [k for k, v in fold_reports[0].items() if isinstance(v, float)]
-    values = {k: np.array([r[k] for r in fold_reports], dtype=float) for k in scalars}
-    return {
-        "folds": len(fold_reports),
-        "mean": {k: float(np.nanmean(v)) for k, v in values.items()},
-        "std": {k: float(np.nanstd(v)) for k, v in values.items()},
-        "per_fold": fold_reports,
-    }
+def fold_summary(folds: Sequence[FoldScores]) -> CrossValidation:
+    """Mean and standard deviation over cross-validation folds of each score a fold has, and the folds."""
+    names = [name for name in Scores.model_fields if any(isinstance(getattr(f, name), float) for f in folds)]
+    values = {name: np.array([_or_nan(getattr(f, name)) for f in folds]) for name in names}
+    return CrossValidation(
+        folds=len(folds),
+        mean={name: _or_none(np.nanmean(v)) for name, v in values.items()},
+        std={name: _or_none(np.nanstd(v)) for name, v in values.items()},
+        per_fold=list(folds),
+    )
+
+
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+def _or_none(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)

@@ -17,7 +17,7 @@ import sklearn
 import tensorflow as tf
 
 from classifier import plots, scores
-from classifier.card import InputSpec, ModelCard, TrainingRecord
+from classifier.card import FoldScores, InputSpec, ModelCard, TrainingRecord
 from classifier.data import (
     Example,
     UnreadableImageError,
@@ -232,9 +232,9 @@ class Train:
             )
             members.append(model)
             self.fold_histories.append(history)
-            self.fold_reports.append({"fold": fold + 1, "best_epoch": best, **report})
-            log.info("fold %d/%d: best epoch %d, accuracy %.3f", fold + 1, folds, best, report["accuracy"])
-        self.best_epoch = int(np.median([r["best_epoch"] for r in self.fold_reports]))
+            self.fold_reports.append(FoldScores(fold=fold + 1, best_epoch=best, **dict(report)))
+            log.info("fold %d/%d: best epoch %d, accuracy %.3f", fold + 1, folds, best, report.accuracy)
+        self.best_epoch = int(np.median([r.best_epoch for r in self.fold_reports]))
         self.train_examples, self.val_examples = list(self.examples), list(self.examples)
         self.history = {}
         self.model = ensemble(members, name=self.dataset)
@@ -256,20 +256,16 @@ class Train:
         probabilities, _ = network.predict(make_dataset(examples, self.image_size, self.batch_size), verbose=0)
         return probabilities
 
-    def validate(self) -> dict:
+    def validate(self) -> scores.ValidationScores:
         """Choose the decision threshold and score the validation (or out-of-fold) predictions."""
-        labels = self.val_labels
-        self.threshold, self.threshold_rule = None, None
-        if self.spec.positive_class:
-            positive = self.spec.classes.index(self.spec.positive_class)
-            self.threshold, self.threshold_rule = scores.choose_threshold(
-                labels == positive, self.val_probabilities[:, positive]
-            )
-        self.validation = scores.classification_report(
-            labels, self.val_probabilities, self.spec.classes, self.threshold
+        result = scores.validate(
+            self.val_labels,
+            self.val_probabilities,
+            self.spec.classes,
+            self.spec.positive_class,
+            getattr(self, "fold_reports", ()),
         )
-        if getattr(self, "fold_reports", None):
-            self.validation["cross_validation"] = scores.fold_summary(self.fold_reports)
+        self.threshold, self.threshold_rule, self.validation = result.threshold, result.threshold_rule, result.scores
         return self.validation
 
     def model_card(self, plot_files: dict[str, str]) -> ModelCard:
@@ -341,7 +337,7 @@ class Train:
             self.val_labels, self.val_probabilities, self.spec.classes, self.weights_dir / plot_files["roc"]
         )
         plots.confusion_matrix(
-            self.validation["confusion_matrix"], self.spec.classes, self.weights_dir / plot_files["confusion_matrix"]
+            self.validation.confusion_matrix, self.spec.classes, self.weights_dir / plot_files["confusion_matrix"]
         )
         self.model.save(stem.with_suffix(".keras"))
         export_litert(self.model, stem.with_suffix(".tflite"))

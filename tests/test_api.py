@@ -181,7 +181,7 @@ def test_models_lists_each_card(client: TestClient, card: ModelCard) -> None:
     assert info["predict_url"] == "/pneumonia/predict"
     assert info["classes"] == ["normal", "pneumonia"] and info["positive_class"] == "pneumonia"
     assert info["threshold"] == card.threshold and info["input_size"] == 64
-    assert info["validation"]["roc_auc"] == card.validation["roc_auc"]
+    assert info["validation"]["roc_auc"] == card.validation.roc_auc
 
 
 def test_model_card_endpoint(client: TestClient, card: ModelCard) -> None:

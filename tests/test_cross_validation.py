@@ -61,13 +61,13 @@ def test_covid_cross_validates_from_the_pneumonia_model(
     trainer.run()
     card = ModelCard.load(tmp_path / "covid.json")
     assert card.classes == ["covid", "normal", "viral_pneumonia"] and card.threshold is None
-    cv = card.validation["cross_validation"]
-    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
-    assert set(cv["std"]) >= {"accuracy", "roc_auc"}
+    cv = card.validation.cross_validation
+    assert cv.folds == 2 and len(cv.per_fold) == 2
+    assert set(cv.std) >= {"accuracy", "roc_auc"}
     assert card.training.validation_size == card.training.train_size == 30
     assert card.training.groups == 24
     assert 1 <= card.training.best_epoch <= 2
-    assert sum(map(sum, card.validation["confusion_matrix"])) == 30
+    assert sum(map(sum, card.validation.confusion_matrix)) == 30
     shipped = keras.saving.load_model(tmp_path / "covid.keras", safe_mode=True)
     probabilities, attention = with_attention(shipped)(np.zeros((1, 64, 64, 1), "float32"))
     assert probabilities.shape == (1, 3) and attention.shape == (1, 8, 8, 1)

@@ -24,8 +24,8 @@ def test_deploy_writes_model_card_and_plots(trained_weights: Path) -> None:
     assert 0.0 <= card.threshold <= 1.0
     assert "validation" in card.threshold_rule and "test" in card.threshold_rule
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "f1", "confusion_matrix"):
-        assert key in card.validation
-    assert sum(map(sum, card.validation["confusion_matrix"])) == card.training.validation_size
+        assert key in card.validation.model_dump()
+    assert sum(map(sum, card.validation.confusion_matrix)) == card.training.validation_size
     assert card.training.train_size + card.training.validation_size == 48
     assert len(card.training.file_list_sha256) == 64
     assert card.training.epochs_run == 1 and card.training.seed == 1234
