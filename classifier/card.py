@@ -1,17 +1,27 @@
 """The model card: what a shipped model is, how it was trained and how well it did on validation.
 
-Written by `Train.deploy_model()` beside the weights, read by the service and the CLI.
+Built by `build_card` from a training's results and written by `Train.deploy_model()` beside the weights;
+read by the service and the CLI (which need neither TensorFlow nor the training code to read it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+
+from classifier.preprocessing import DESCRIPTION as PREPROCESSING
+
+if TYPE_CHECKING:
+    from classifier.datasets import DatasetSpec
+    from classifier.scores import Validation
+    from classifier.train import FittedRun
 
 
 class InputSpec(BaseModel):
@@ -107,6 +117,68 @@ class ModelCard(BaseModel):
     @classmethod
     def load(cls, path: Path) -> ModelCard:
         return cls.model_validate(json.loads(path.read_text()))
+
+
+def build_card(
+    spec: DatasetSpec,
+    run: FittedRun,
+    validation: Validation,
+    *,
+    image_size: int,
+    seed: int,
+    hyperparameters: dict[str, float | int | str],
+    plots: dict[str, str],
+) -> ModelCard:
+    """The card of the model `run` trained on `spec`'s dataset, validated as `validation` says."""
+    today = dt.date.today().isoformat()
+    split = run.split
+    return ModelCard(
+        name=spec.name,
+        version=today,
+        description=spec.description,
+        intended_use=spec.intended_use,
+        classes=list(spec.classes),
+        positive_class=spec.positive_class,
+        threshold=validation.threshold,
+        threshold_rule=validation.threshold_rule,
+        input=InputSpec(size=image_size, preprocessing=PREPROCESSING),
+        validation=validation.scores,
+        training=TrainingRecord(
+            dataset=spec.name,
+            source=f"kaggle:{spec.kaggle_slug} train split",
+            train_size=len(run.training_rows),
+            validation_size=len(run.validation_rows),
+            groups=split.groups,
+            file_list_sha256=split.file_list_sha256,
+            epochs_run=run.epochs_run,
+            best_epoch=run.best_epoch,
+            seed=seed,
+            date=today,
+            duration_seconds=round(run.duration_s, 1),
+            hyperparameters=hyperparameters,
+            history=run.history,
+            notes=spec.notes,
+        ),
+        libraries=_training_libraries(),
+        plots=plots,
+    )
+
+
+def _training_libraries() -> dict[str, str]:
+    """The versions of what a training ran on (imports TensorFlow: call it from training only)."""
+    import keras
+    import PIL
+    import sklearn
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 def predicted_classes(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:

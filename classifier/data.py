@@ -1,11 +1,13 @@
-"""Labelled examples from a Kaggle-layout folder, patient-grouped splits and `tf.data` pipelines."""
+"""Labelled examples from a Kaggle-layout folder, their images, patient-grouped splits and `tf.data` pipelines."""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,34 @@ class Example:
     path: Path
     label: int
     group: str
+
+
+@dataclass(frozen=True, eq=False)
+class DataSplit:
+    """A dataset's labelled training images, preprocessed, and their patient-grouped split."""
+
+    root: Path
+    """The dataset's folder; ``<root>/train/`` holds the examples."""
+    examples: tuple[Example, ...]
+    images: np.ndarray
+    """The examples preprocessed, in order: float32 (n, size, size, 1)."""
+    train: np.ndarray
+    """Rows (of `examples` and `images`) of the training part."""
+    validation: np.ndarray
+    """Rows of the validation part: no group (patient) in both parts."""
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([e.label for e in self.examples], dtype=np.int32)
+
+    @property
+    def groups(self) -> int:
+        """Patients, or near-duplicate groups of a dataset without patient ids."""
+        return len({e.group for e in self.examples})
+
+    @property
+    def file_list_sha256(self) -> str:
+        return file_list_hash(self.examples, self.root / "train")
 
 
 def list_examples(split_dir: Path, spec: DatasetSpec) -> list[Example]:
@@ -96,14 +126,37 @@ def group_near_duplicates(examples: Sequence[Example], max_distance: int = 6) ->
 
 def split_by_group(
     examples: Sequence[Example], validation_fraction: float, seed: int, fold: int = 0
-) -> tuple[list[Example], list[Example]]:
-    """Stratified split with no group (patient) on both sides."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split with no group (patient) on both sides: the rows of `examples` in each part."""
     n_splits = max(2, round(1 / validation_fraction))
     labels = [e.label for e in examples]
     groups = [e.group for e in examples]
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = list(splitter.split(np.zeros(len(examples)), labels, groups))[fold]
-    return [examples[i] for i in train_idx], [examples[i] for i in val_idx]
+    return list(splitter.split(np.zeros(len(examples)), labels, groups))[fold]
+
+
+def load_images(paths: Sequence[Path], image_size: int) -> np.ndarray:
+    """The images at `paths` decoded and preprocessed, in order: float32 (n, size, size, 1).
+
+    A few threads share the work (the decoders release the GIL). A file that cannot be read raises
+    `UnreadableImageError` naming it.
+    """
+    images = np.empty((len(paths), image_size, image_size, 1), np.float32)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        try:
+            for row, image in enumerate(pool.map(_load, paths, [image_size] * len(paths))):
+                images[row] = image
+        except UnreadableImageError:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return images
+
+
+def _load(path: Path, image_size: int) -> np.ndarray:
+    try:
+        return preprocess(path.read_bytes(), image_size)
+    except (OSError, ImageError) as exc:
+        raise UnreadableImageError(f"{path}: {exc}; remove or replace that file") from exc
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -130,35 +183,17 @@ def random_gamma(images: tf.Tensor, seed: int, spread: float = 0.4) -> tf.Tensor
 
 
 def make_dataset(
-    examples: Sequence[Example],
-    image_size: int,
-    batch_size: int,
-    training: bool = False,
-    seed: int = 0,
+    images: np.ndarray, labels: np.ndarray, batch_size: int, training: bool = False, seed: int = 0
 ) -> tf.data.Dataset:
-    """Batches of (image, label): files decoded and preprocessed once, then cached.
+    """Batches of (image, label) from preprocessed images (see `load_images`).
 
     The training split is reshuffled every epoch and augmented; other splits
-    keep their order, so predictions line up with `examples`.
+    keep their order, so predictions line up with `images`.
     """
-
-    def load(path: bytes) -> np.ndarray:
-        try:
-            return preprocess(Path(path.decode()).read_bytes(), image_size)
-        except (OSError, ImageError) as exc:
-            raise UnreadableImageError(f"cannot read {path.decode()}: {exc}; remove or replace that file") from exc
-
-    def load_example(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.numpy_function(load, [path], tf.float32, stateful=False)
-        return tf.ensure_shape(image, (image_size, image_size, 1)), label
-
-    paths = [str(e.path) for e in examples]
-    labels = np.array([e.label for e in examples], dtype=np.int32)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-    dataset = dataset.map(load_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
         augment = augmenter(seed)
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
         dataset = dataset.map(
             lambda x, y: (random_gamma(tf.clip_by_value(augment(x, training=True), 0.0, 1.0), seed), y),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -6,35 +6,25 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.data import list_examples
+from classifier.data import list_examples, load_images
 from classifier.datasets import get_dataset
 from classifier.download import find_dataset_root
 from classifier.errors import UserError
-from classifier.imaging import ImageError
 from classifier.inference import load_model
-from classifier.preprocessing import preprocess
 from classifier.scores import classification_report
 
 
 def evaluate_folder(dataset: str, data_dir: Path, model_path: Path, split: str = "test") -> dict:
-    """The card's validation scores for `model_path` on ``<data_dir>/<split>/`` (found inside Kaggle's nesting)."""
+    """The scores a model card records, for `model_path` on ``<data_dir>/<split>/`` (found inside Kaggle's
+    nesting); an unreadable image is named (`classifier.data.UnreadableImageError`)."""
     if not data_dir.exists():
         raise UserError(f"{data_dir} does not exist")
     spec = get_dataset(dataset)
     model = load_model(model_path)
     split_dir = find_dataset_root(data_dir, split) / split
     examples = list_examples(split_dir, spec)
-    images = np.stack([_load(example.path, model.image_size) for example in examples])
-    predictions = model.predict(images)
+    predictions = model.predict(load_images([e.path for e in examples], model.image_size))
     probabilities = np.array([[p.probabilities[c] for c in model.classes] for p in predictions])
     labels = np.array([e.label for e in examples])
     report = classification_report(labels, probabilities, model.classes, model.card.threshold)
     return {"model": str(model_path), "split": str(split_dir), "threshold": model.card.threshold, **report.model_dump()}
-
-
-def _load(path: Path, size: int) -> np.ndarray:
-    """`path` preprocessed; an unreadable image is named, not buried in a TensorFlow traceback."""
-    try:
-        return preprocess(path.read_bytes(), size)
-    except ImageError as exc:
-        raise UserError(f"{path}: {exc}") from exc

@@ -1,8 +1,10 @@
-"""The model card's figures: training curves, ROC curve and confusion matrix."""
+"""The model card's figures: training curves, ROC curve and confusion matrix, written beside the weights."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,8 +13,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn import metrics
 
+if TYPE_CHECKING:
+    from classifier.scores import Validation
+    from classifier.train import FittedRun
 
-def training_curves(histories: list[dict[str, list[float]]], path: Path, best_epoch: int) -> None:
+FILE_SUFFIXES = {"training_curves": "training", "roc": "roc", "confusion_matrix": "confusion"}
+"""Each plot's key in the card, and its file ``<model>.<suffix>.png``."""
+
+
+def write_plots(
+    folder: Path, name: str, run: FittedRun, validation: Validation, classes: tuple[str, ...]
+) -> dict[str, str]:
+    """Draw the three plots of model `name` into `folder`; their file names by key, for the card."""
+    files = {key: f"{name}.{suffix}.png" for key, suffix in FILE_SUFFIXES.items()}
+    training_curves(run.histories, folder / files["training_curves"], run.best_epoch)
+    roc_curves(run.labels, run.probabilities, classes, folder / files["roc"])
+    confusion_matrix(validation.scores.confusion_matrix, classes, folder / files["confusion_matrix"])
+    return files
+
+
+def training_curves(histories: Sequence[dict[str, list[float]]], path: Path, best_epoch: int) -> None:
     """Loss and accuracy per epoch for the training and validation splits (one pair per fold)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):

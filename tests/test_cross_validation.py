@@ -43,7 +43,7 @@ def test_near_duplicates_share_a_group(covid_folder: Path) -> None:
     assert groups["04.jpeg"] == groups["04b.png"]
     assert len(set(groups.values())) == 8
     for fold in range(5):
-        train, val = split_by_group(examples, 0.2, seed=0, fold=fold)
+        train, val = ([examples[i] for i in rows] for rows in split_by_group(examples, 0.2, seed=0, fold=fold))
         assert {e.group for e in train}.isdisjoint({e.group for e in val})
 
 

@@ -52,7 +52,7 @@ def test_loaded_model_predicts_a_real_fixture(trained_weights: Path) -> None:
 
 def test_validation_split_keeps_patients_apart(kaggle_folder: Path) -> None:
     examples = list_examples(kaggle_folder / "train", get_dataset("pneumonia"))
-    train, val = split_by_group(examples, 0.25, seed=3)
+    train, val = ([examples[i] for i in rows] for rows in split_by_group(examples, 0.25, seed=3))
     assert {e.group for e in train}.isdisjoint({e.group for e in val})
     assert {e.label for e in val} == {0, 1}
     assert len(train) + len(val) == len(examples)
