@@ -25,7 +25,7 @@ from classifier.overlay import OVERLAY_SIDE, heat_colours, overlay_png
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
 from classifier.settings import Settings
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 FIXTURE = FIXTURES / "normal_1.jpeg"
 

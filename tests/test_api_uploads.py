@@ -11,23 +11,19 @@ import io
 import socket
 import struct
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from classifier.app import create_app
 from classifier.settings import Settings
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES, live_server
 
 JPEG = (FIXTURES / "normal_1.jpeg").read_bytes()
 
@@ -211,23 +207,6 @@ def test_uploads_never_touch_disk(client: TestClient, monkeypatch: pytest.Monkey
     large = JPEG + b"\0" * 3_000_000  # past the 1 MB at which Starlette's own form parser would spool to disk
     response = client.post("/pneumonia/predict", files={"image_file": ("large.jpeg", large)})
     assert response.status_code == 200, response.text
-
-
-@contextmanager
-def live_server(app: FastAPI, lifespan: str = "on") -> Iterator[tuple[str, int]]:
-    """`app` served by uvicorn on a free loopback port, in a thread; yields the address."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan=lifespan))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[:2]
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from classifier.app import create_app
 from classifier.overlay import OVERLAY_SIDE
 from classifier.settings import Settings
-from tests.conftest import FIXTURES
-from tests.test_api_uploads import live_server
+from tests.helpers import FIXTURES, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

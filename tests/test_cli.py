@@ -13,7 +13,7 @@ import pytest
 
 from classifier.cli import EXIT_FAILURE, EXIT_USAGE, main
 from classifier.paths import PROJECT_ROOT
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 @pytest.mark.parametrize(

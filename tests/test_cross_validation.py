@@ -16,7 +16,7 @@ from classifier.datasets import get_dataset
 from classifier.inference import load_model
 from classifier.model import with_attention
 from classifier.train import Train
-from tests.conftest import FIXTURES, synthetic_xray
+from tests.helpers import FIXTURES, synthetic_xray
 
 COVID_FOLDERS = {"Covid": True, "Normal": False, "Viral Pneumonia": True}
 

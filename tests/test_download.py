@@ -18,8 +18,8 @@ import pytest
 
 from classifier.datasets import get_dataset
 from classifier.download import MARKER, DatasetError, find_dataset_root, locate_dataset
-from tests.conftest import write_kaggle_folder
 from tests.fake_kaggle import DOWNLOAD_PATH, INTROSPECT_PATH, FakeKaggle
+from tests.helpers import write_kaggle_folder
 
 SPEC = get_dataset("pneumonia")
 

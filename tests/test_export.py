@@ -11,7 +11,7 @@ import pytest
 
 from classifier.inference import ModelFileError, load_model
 from classifier.preprocessing import preprocess
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 pytest.importorskip("ai_edge_litert")
 

@@ -35,7 +35,7 @@ from classifier.imaging import (
     reduce_pixels,
 )
 from classifier.preprocessing import preprocess
-from tests.conftest import FIXTURES, encode
+from tests.helpers import FIXTURES, encode
 
 # classifier.imaging silences pydicom's warnings when imported, but pytest drops filters set while collecting.
 pytestmark = pytest.mark.filterwarnings(r"ignore::UserWarning:pydicom\..*")

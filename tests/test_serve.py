@@ -21,22 +21,19 @@ from pathlib import Path
 import pytest
 
 from classifier import serve
+from classifier.paths import PROJECT_ROOT
+from tests.helpers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(port: int, log: Path, workers: int = 2) -> subprocess.Popen:
     env = {**os.environ, "CLASSIFIER_PORT": str(port), "CLASSIFIER_WORKERS": str(workers),
            "CLASSIFIER_MODELS": "pneumonia", "CLASSIFIER_LOG_FORMAT": "json"}  # fmt: skip
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "classifier.serve"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        return subprocess.Popen(
+            [sys.executable, "-m", "classifier.serve"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
+        )
 
 
 def log_entries(log: Path) -> list[dict]:

@@ -1,0 +1,78 @@
+"""What several test modules share: fixture paths, generated X-rays and Kaggle folders, a live server.
+
+Nothing here reads ../shared or the network.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+from PIL import Image
+
+from classifier.paths import PROJECT_ROOT
+
+FIXTURES = PROJECT_ROOT / "fixtures"
+"""A few small real X-rays (see fixtures/README.md)."""
+
+
+def synthetic_xray(rng: np.random.Generator, sick: bool, size: int = 96) -> Image.Image:
+    """A crude radiograph: dark lungs in a bright body; 'sick' ones get bright patches in the lungs."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    body = 0.75 - 0.5 * (((x - 0.3) / 0.16) ** 2 + ((y - 0.5) / 0.3) ** 2 < 1)
+    body -= 0.5 * (((x - 0.7) / 0.16) ** 2 + ((y - 0.5) / 0.3) ** 2 < 1)
+    if sick:
+        for _ in range(3):
+            cx, cy = rng.uniform(0.2, 0.8), rng.uniform(0.35, 0.65)
+            body += 0.45 * np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / 0.004))
+    body += rng.normal(0, 0.05, body.shape)
+    return Image.fromarray((np.clip(body, 0, 1) * 255).astype(np.uint8), mode="L")
+
+
+def write_kaggle_folder(root: Path, per_class: int = 24, seed: int = 0) -> Path:
+    """`root/train/{NORMAL,PNEUMONIA}` and `root/test/...` with patient-style names, as in the Kaggle zip."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("test", per_class // 3)):
+        for folder, sick in (("NORMAL", False), ("PNEUMONIA", True)):
+            (root / split / folder).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                name = f"person{i // 2}_bacteria_{i}.jpeg" if sick else f"IM-{i // 2:04d}-{i:04d}.jpeg"
+                synthetic_xray(rng, sick).save(root / split / folder / name, quality=92)
+    return root
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(app: FastAPI, lifespan: str = "on") -> Iterator[tuple[str, int]]:
+    """`app` served by uvicorn on a free loopback port, in a thread; yields the address."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan=lifespan))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[:2]
+    finally:
+        server.should_exit = True
+        thread.join(10)
