@@ -12,6 +12,8 @@ from classifier.card import CrossValidation, FoldScores, Scores, ValidationScore
 
 MIN_SENSITIVITY = 0.95
 """The threshold rule's floor on validation sensitivity for screening models."""
+_SINGLE_NUMBERS = [name for name, field in Scores.model_fields.items() if field.annotation in (float, float | None)]
+"""The scores that are one number: accuracy, balanced accuracy, ROC AUC, ..."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,13 @@ def classification_report(
         )
     )
     if len(classes) == 2:
-        f1 = {"f1": metrics.f1_score(labels, predicted, zero_division=0)}
-        f1 |= {"sensitivity": recall[classes[1]], "specificity": recall[classes[0]]}
+        binary_or_not = {
+            "sensitivity": recall[classes[1]],
+            "specificity": recall[classes[0]],
+            "f1": metrics.f1_score(labels, predicted, zero_division=0),
+        }
     else:
-        f1 = {"f1_macro": metrics.f1_score(labels, predicted, average="macro", zero_division=0)}
+        binary_or_not = {"f1_macro": metrics.f1_score(labels, predicted, average="macro", zero_division=0)}
     return Scores(
         n=len(labels),
         accuracy=metrics.accuracy_score(labels, predicted),
@@ -98,25 +103,22 @@ def classification_report(
         roc_auc=roc_auc(labels, probabilities),
         confusion_matrix=metrics.confusion_matrix(labels, predicted, labels=everyone).tolist(),
         recall=recall,
-        **f1,
+        **binary_or_not,
     )
 
 
 def fold_summary(folds: Sequence[FoldScores]) -> CrossValidation:
-    """Mean and standard deviation over cross-validation folds of each score a fold has, and the folds."""
-    names = [name for name in Scores.model_fields if any(isinstance(getattr(f, name), float) for f in folds)]
-    values = {name: np.array([_or_nan(getattr(f, name)) for f in folds]) for name in names}
+    """Mean and standard deviation over cross-validation folds of each single-number score (over the folds that
+    have it: a fold may lack a class, and so a ROC AUC), and the folds."""
+    applicable = folds[0].model_dump()  # without the scores this kind of model has not (f1_macro of a binary one)
+    values = {
+        name: np.array([value for f in folds if (value := getattr(f, name)) is not None])
+        for name in _SINGLE_NUMBERS
+        if name in applicable
+    }
     return CrossValidation(
         folds=len(folds),
-        mean={name: _or_none(np.nanmean(v)) for name, v in values.items()},
-        std={name: _or_none(np.nanstd(v)) for name, v in values.items()},
+        mean={name: float(v.mean()) if len(v) else None for name, v in values.items()},
+        std={name: float(v.std()) if len(v) else None for name, v in values.items()},
         per_fold=list(folds),
     )
-
-
-def _or_nan(value: float | None) -> float:
-    return np.nan if value is None else value
-
-
-def _or_none(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)

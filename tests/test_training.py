@@ -14,7 +14,7 @@ from classifier.data import LayoutError, list_examples, split_by_group
 from classifier.datasets import get_dataset
 from classifier.inference import load_model
 from classifier.model import GatedAveragePooling, build_model, with_attention
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 def test_deploy_writes_model_card_and_plots(trained_weights: Path) -> None:
@@ -80,6 +80,20 @@ def test_build_model_attention_map_is_one_eighth_of_input() -> None:
     model = build_model(("a", "b", "c"), image_size=96)
     _, attention = with_attention(model)(np.zeros((1, 96, 96, 1), "float32"))
     assert attention.shape == (1, 12, 12, 1)
+
+
+def test_images_load_as_preprocessed_and_an_unreadable_one_is_named(kaggle_folder: Path, tmp_path: Path) -> None:
+    from classifier.data import UnreadableImageError, load_images
+    from classifier.preprocessing import preprocess
+
+    paths = sorted((kaggle_folder / "train" / "NORMAL").glob("*.jpeg"))[:5]
+    images = load_images(paths, 64)
+    assert images.shape == (5, 64, 64, 1) and images.dtype == np.float32
+    np.testing.assert_array_equal(images[3], preprocess(paths[3].read_bytes(), 64))
+    broken = tmp_path / "broken.jpeg"
+    broken.write_bytes(paths[0].read_bytes()[:200])
+    with pytest.raises(UnreadableImageError, match=r"broken\.jpeg: .*remove or replace"):
+        load_images([*paths, broken, tmp_path / "missing.png"], 64)
 
 
 def test_corrupt_training_image_is_named(kaggle_folder: Path, tmp_path: Path) -> None:

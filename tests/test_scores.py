@@ -1,0 +1,125 @@
+"""The validation scores a model card records: the threshold rule, the classification report, the fold summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from classifier.card import FoldScores, ModelCard
+from classifier.paths import WEIGHTS_DIR
+from classifier.scores import MIN_SENSITIVITY, choose_threshold, classification_report, fold_summary, validate
+
+BINARY = ("normal", "pneumonia")
+THREE = ("covid", "normal", "viral_pneumonia")
+
+
+def binary(positive: list[float], negative: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and (normal, pneumonia) probabilities of positives and negatives with these pneumonia probabilities."""
+    scores = np.array(positive + negative)
+    labels = np.array([1] * len(positive) + [0] * len(negative))
+    return labels, np.stack([1 - scores, scores], axis=1)
+
+
+def test_threshold_keeps_sensitivity_above_the_floor_at_the_best_balanced_accuracy() -> None:
+    # At 0.9: sensitivity 0.9 (below the floor) though balanced accuracy 0.95 is the highest of all.
+    # At 0.3: sensitivity 1.0, specificity 0.75 (balanced 0.875); at 0.1: everything positive (balanced 0.5).
+    labels, probabilities = binary([0.9] * 18 + [0.3] * 2, [0.1] * 15 + [0.5] * 5)
+    threshold, rule = choose_threshold(labels == 1, probabilities[:, 1])
+    assert threshold == pytest.approx(0.3)
+    assert f"sensitivity >= {MIN_SENSITIVITY:.2f}" in rule and "validation" in rule and "never chosen on a test" in rule
+    report = classification_report(labels, probabilities, BINARY, threshold)
+    assert report.sensitivity == 1.0 and report.specificity == 0.75
+
+
+def test_threshold_is_the_lowest_score_of_a_sure_positive() -> None:
+    """Among thresholds with the same sensitivity and specificity, the highest: the positives' lowest score."""
+    labels, probabilities = binary([0.8, 0.7, 0.6], [0.4, 0.2, 0.1])
+    threshold, _ = choose_threshold(labels == 1, probabilities[:, 1])
+    assert threshold == pytest.approx(0.6)
+
+
+def test_binary_report_at_a_threshold() -> None:
+    labels, probabilities = binary([0.9, 0.6, 0.4, 0.2], [0.6, 0.3, 0.1, 0.05])
+    report = classification_report(labels, probabilities, BINARY, threshold=0.6)  # a score at the threshold is positive
+    assert report.confusion_matrix == [[3, 1], [2, 2]]  # rows: true normal, true pneumonia
+    assert report.n == 8 and report.accuracy == 5 / 8
+    assert report.recall == {"normal": 0.75, "pneumonia": 0.5}
+    assert report.sensitivity == 0.5 and report.specificity == 0.75
+    assert report.balanced_accuracy == pytest.approx(0.625)
+    assert report.f1 == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))  # 2 TP, 1 FP, 2 FN
+    assert report.roc_auc == pytest.approx(12.5 / 16)  # pairs ranked right, a tie counting half
+    assert "f1_macro" not in report.model_dump()
+
+
+def test_binary_report_without_a_threshold_takes_the_argmax() -> None:
+    labels, probabilities = binary([0.9, 0.3], [0.45, 0.2])
+    report = classification_report(labels, probabilities, BINARY, threshold=None)
+    assert report.confusion_matrix == [[2, 0], [1, 1]]
+
+
+def test_multi_class_report() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array(
+        [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3], [0.1, 0.2, 0.7], [0.5, 0.2, 0.3]]
+    )
+    report = classification_report(labels, probabilities, THREE, threshold=None)
+    assert report.confusion_matrix == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert report.recall == {"covid": 0.5, "normal": 1.0, "viral_pneumonia": 0.5}
+    assert report.accuracy == pytest.approx(4 / 6) and report.balanced_accuracy == pytest.approx(2 / 3)
+    assert report.f1_macro == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert 0.5 < report.roc_auc <= 1.0
+    assert set(report.model_dump()) >= {"f1_macro"} and not {"sensitivity", "specificity", "f1"} & set(
+        report.model_dump()
+    )
+
+
+def test_a_missing_class_has_no_roc_auc() -> None:
+    labels = np.array([0, 0, 1, 1])  # no viral_pneumonia
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
+    report = classification_report(labels, probabilities, THREE, threshold=None)
+    assert report.roc_auc is None
+    assert json.loads(report.model_dump_json())["roc_auc"] is None
+
+
+def fold(number: int, accuracy: float, roc_auc: float | None) -> FoldScores:
+    return FoldScores(
+        fold=number,
+        best_epoch=number + 2,
+        n=10,
+        accuracy=accuracy,
+        balanced_accuracy=accuracy,
+        roc_auc=roc_auc,
+        confusion_matrix=[[5, 0, 0], [0, 5, 0], [0, 0, 0]],
+        recall={"covid": accuracy, "normal": accuracy, "viral_pneumonia": 0.0},
+        f1_macro=accuracy,
+    )
+
+
+def test_fold_summary_gives_the_mean_and_spread_of_each_score() -> None:
+    folds = [fold(1, 0.5, 0.6), fold(2, 1.0, None)]
+    summary = fold_summary(folds)
+    assert summary.folds == 2 and summary.per_fold == folds
+    assert set(summary.mean) == set(summary.std) == {"accuracy", "balanced_accuracy", "roc_auc", "f1_macro"}
+    assert summary.mean["accuracy"] == pytest.approx(0.75) and summary.std["accuracy"] == pytest.approx(0.25)
+    assert summary.mean["roc_auc"] == pytest.approx(0.6) and summary.std["roc_auc"] == 0.0  # the fold without it
+    assert fold_summary([fold(1, 0.5, None)]).mean["roc_auc"] is None
+
+
+def test_validate_thresholds_only_a_screening_model_and_adds_the_folds() -> None:
+    labels, probabilities = binary([0.9, 0.8, 0.7], [0.6, 0.2, 0.1])
+    screening = validate(labels, probabilities, BINARY, positive_class="pneumonia")
+    assert screening.threshold == pytest.approx(0.7) and screening.threshold_rule
+    assert screening.scores.cross_validation is None and "cross_validation" not in screening.scores.model_dump()
+    argmax = validate(labels, probabilities, BINARY, positive_class=None, folds=[fold(1, 0.5, 0.6)])
+    assert argmax.threshold is None and argmax.threshold_rule is None
+    assert argmax.scores.cross_validation.folds == 1
+
+
+@pytest.mark.parametrize("card_path", sorted(WEIGHTS_DIR.glob("*.json")), ids=lambda path: path.stem)
+def test_shipped_cards_read_and_write_their_scores_unchanged(card_path) -> None:
+    card = ModelCard.load(card_path)
+    written = json.loads(card.model_dump_json())
+    assert written["validation"] == json.loads(card_path.read_text())["validation"]
+    assert ModelCard.model_validate(written) == card
