@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
-from classifier.preprocessing import DESCRIPTION as PREPROCESSING
+from classifier import preprocessing
 
 if TYPE_CHECKING:
     from classifier.datasets import DatasetSpec
@@ -69,7 +69,7 @@ class Scores(BaseModel):
         return None if isinstance(value, float) and math.isnan(value) else value
 
     @model_serializer(mode="wrap")
-    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler):  # unannotated: the JSON schema keeps the fields
         """Leave out the optional scores that do not apply (a binary model has no `f1_macro`)."""
         fields = type(self).model_fields
         return {k: v for k, v in handler(self).items() if v is not None or fields[k].is_required()}
@@ -141,7 +141,7 @@ def build_card(
         positive_class=spec.positive_class,
         threshold=validation.threshold,
         threshold_rule=validation.threshold_rule,
-        input=InputSpec(size=image_size, preprocessing=PREPROCESSING),
+        input=InputSpec(size=image_size, preprocessing=preprocessing.DESCRIPTION),
         validation=validation.scores,
         training=TrainingRecord(
             dataset=spec.name,
