@@ -337,6 +337,13 @@ def test_openapi_documents_the_upload_and_the_answer(client: TestClient) -> None
     assert {"400", "413", "415", "422", "503"} <= set(operation["responses"])
 
 
+def test_openapi_documents_the_cards_validation_scores(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["ModelInfo"]["properties"]["validation"] == {"$ref": "#/components/schemas/ValidationScores"}
+    scores = schemas["ValidationScores"]["properties"]
+    assert {"accuracy", "roc_auc", "confusion_matrix", "sensitivity", "f1_macro", "cross_validation"} <= set(scores)
+
+
 def test_serve_runs_one_worker_itself_and_supervises_several(monkeypatch: pytest.MonkeyPatch) -> None:
     from classifier import serve
 
