@@ -1,7 +1,7 @@
 """The datasets a model can be trained on: the one place where they are configured.
 
-Adding a dataset means adding a `DatasetSpec` to `DATASETS`; the training,
-evaluation and serving code read everything they need from it.
+Adding a dataset means adding a `DatasetSpec` to `DATASETS`; the training and
+evaluation code read everything they need from it (the service reads model cards instead).
 """
 
 from __future__ import annotations
