@@ -46,6 +46,11 @@ class Stage:
         return dict(pairs)
 
 
+def healthcheck_command(stage: Stage) -> list[str]:
+    """The exec-form command of the stage's HEALTHCHECK (its options before CMD left out)."""
+    return json.loads(re.sub(r"^.*?CMD\s+", "", stage.args("HEALTHCHECK")[-1]))
+
+
 def parse_dockerfile(path: Path) -> list[Stage]:
     """The stages of a Dockerfile, each a list of (INSTRUCTION, arguments), continuation lines joined."""
     text = re.sub(r"\\\n\s*", "", path.read_text())
@@ -109,7 +114,7 @@ def test_dockerfile_is_slim_pinned_non_root_and_checks_health() -> None:
     assert all(stage.base == "python:3.11-slim" for stage in stages)
     serving = stages[-1]
     assert re.fullmatch(r"\d+:\d+", serving.args("USER")[-1]), "run as a numeric non-root user"
-    assert "/healthcheck" in serving.args("HEALTHCHECK")[-1]
+    assert healthcheck_command(serving) == ["python", "-m", "classifier.healthcheck"]  # tests/test_healthcheck.py
     assert json.loads(serving.args("CMD")[-1]) == ["python", "-m", "classifier.serve"]
     assert serving.env["CLASSIFIER_PORT"] == "5000" and serving.env["CLASSIFIER_HOST"] == "0.0.0.0"
     serving_pins = (ROOT / "deploy/requirements.txt").read_text()
@@ -170,8 +175,7 @@ def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path,
         answer = predict(f"http://127.0.0.1:{port}/pneumonia/predict", FIXTURES / "normal_1.jpeg")
         assert answer["predicted_class"] in ("normal", "pneumonia")
         assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-        healthcheck = json.loads(re.sub(r"^.*?CMD\s+", "", serving.args("HEALTHCHECK")[-1]))
-        subprocess.run(healthcheck, cwd=app, env=env, check=True, timeout=10)
+        subprocess.run(healthcheck_command(serving), cwd=app, env=env, check=True, timeout=10)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
