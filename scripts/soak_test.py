@@ -85,16 +85,12 @@ class Upload:
 class Answer:
     at_s: float
     """When it came back, from the start of the load."""
-    kind: str
+    upload: Upload
     latency_s: float
     status: int | None = None
     """None: no HTTP answer (the connection failed)."""
     problem: str = ""
     """The exception of a connection error, or the ``detail`` of a 5xx."""
-
-    @property
-    def good(self) -> bool:
-        return self.kind not in BAD
 
 
 @dataclass(frozen=True)
@@ -141,8 +137,8 @@ def upload_cycle(
             if kind == "too-large-body":
                 key = (kind, model, 0)
                 if key not in built:
-                    expect = {**headers, "Expect": "100-continue"}
-                    head = request_head("127.0.0.1", port, f"/{model}/predict", "image/png", max_bytes + 1, expect)
+                    expect, form = {**headers, "Expect": "100-continue"}, "multipart/form-data; boundary=soak"
+                    head = request_head("127.0.0.1", port, f"/{model}/predict", form, max_bytes + 1, expect)
                     built[key] = Upload(kind, head, closes=True)
             elif kind == "batch":
                 key = (kind, model, 0)
@@ -174,12 +170,12 @@ async def send(
             status, headers, body = await asyncio.wait_for(read_response(reader), timeout)
         except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
             now = time.perf_counter()
-            answers.append(Answer(now - start, upload.kind, now - started, problem=type(exc).__name__))
+            answers.append(Answer(now - start, upload, now - started, problem=type(exc).__name__))
             keep = False
         else:
             now, sent = time.perf_counter(), sent + 1
             problem = json.loads(body).get("detail", "") if status >= 500 else ""
-            answers.append(Answer(now - start, upload.kind, now - started, status, problem))
+            answers.append(Answer(now - start, upload, now - started, status, problem))
             keep = not upload.closes and sent < per_connection and headers.get("connection", "") != "close"
         if not keep and writer is not None:
             writer.close()
@@ -319,13 +315,14 @@ def rss_growth(samples: list[tuple[float, int, float]], kill: Kill) -> dict[int,
 def check(report: dict, answers: list[Answer], kill: Kill) -> list[str]:
     """The targets missed, each as one line."""
     missed = []
-    five = Counter(f"{a.status} {a.problem}" for a in answers if a.status is not None and a.status >= 500)
+    answered = [a for a in answers if a.status is not None]
+    five = Counter(f"{a.status} {a.problem}" for a in answered if a.status >= 500)
     if five:
         missed.append(f"5xx answers: {dict(five)}")
-    wrong_good = Counter(a.status for a in answers if a.good and a.status is not None and a.status != 200)
+    wrong_good = Counter(a.status for a in answered if a.upload.good and a.status != 200)
     if wrong_good:
         missed.append(f"good uploads not answered 200: {dict(wrong_good)}")
-    wrong_bad = Counter(a.status for a in answers if not a.good and a.status is not None and not 400 <= a.status < 500)
+    wrong_bad = Counter(a.status for a in answered if not a.upload.good and not 400 <= a.status < 500)
     if wrong_bad:
         missed.append(f"bad uploads not answered 4xx: {dict(wrong_bad)}")
     outside = [a for a in answers if a.status is None and not kill.at_s <= a.at_s <= kill.ready_s + 1.0]
@@ -358,7 +355,8 @@ def print_table(report: dict) -> None:
           f"later; it answered {report['served_by_replacement']} requests")  # fmt: skip
     print(f"requests by kind: {report['kinds']}")
     print(f"RSS growth after the first minute: {report['rss_growth']}")
-    print(f"load average before {report['load_before']['loadavg']}, after {report['load_after']['loadavg']}")
+    print(f"CPU {report['cpu']}; load average before {report['load_before']['loadavg']}, "
+          f"after {report['load_after']['loadavg']}")  # fmt: skip
 
 
 def main() -> int:
@@ -398,7 +396,7 @@ def main() -> int:
     report.update(
         load_after=machine_load(),
         minutes=[minute_row(m, answers, samples, last=m == minutes - 1) for m in range(minutes)],
-        kinds=dict(Counter(a.kind for a in answers)),
+        kinds=dict(Counter(a.upload.kind for a in answers)),
         kill=asdict(kill),
         served_by_pid=dict(served),
         served_by_replacement=served[kill.replacement],
