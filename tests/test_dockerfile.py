@@ -262,3 +262,20 @@ def test_kubernetes_validation_rejects_an_unknown_field() -> None:
     container["readinessProbes"] = container.pop("readinessProbe")
     with pytest.raises(validator.ValidationError, match="readinessProbes"):
         validator.validate(deployment, validator.utils.latest_version(), strict=True)
+
+
+def test_container_test_script_says_when_no_engine_answers(tmp_path: Path) -> None:
+    """scripts/container_test.sh picks docker or podman only if it answers (a docker client without a daemon does
+    not), and says so in one line when none does; its real run needs an engine (docs/deployment-ops-notes.md)."""
+    for engine in ("docker", "podman"):  # installed, but no engine behind them
+        fake = tmp_path / engine
+        fake.write_text("#!/bin/sh\necho 'Cannot connect to the engine' >&2\nexit 1\n")
+        fake.chmod(0o755)
+    script = str(ROOT / "scripts/container_test.sh")
+    assert subprocess.run(["bash", "-n", script], capture_output=True, text=True).stderr == ""  # parses whole
+    env = {**clean_env(), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("CONTAINER_ENGINE", None)
+    done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr == "no docker or podman that answers (install one, or set CONTAINER_ENGINE)\n"
+    assert done.stdout == ""
