@@ -27,6 +27,7 @@ COPY --from=export /app/weights/*.json /app/weights/*.tflite weights/
 USER 10001:10001
 ENV CLASSIFIER_HOST=0.0.0.0 CLASSIFIER_PORT=5000 CLASSIFIER_WORKERS=1 CLASSIFIER_RUNTIME=litert
 EXPOSE 5000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['CLASSIFIER_PORT']}/healthcheck\", timeout=2)"]
+# GET /healthcheck on the address the server listens on (CLASSIFIER_HOST, loopback for 0.0.0.0 or ::). Podman and
+# buildah keep a HEALTHCHECK only in Docker-format images: podman build --format docker.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python", "-m", "classifier.healthcheck"]
 CMD ["python", "-m", "classifier.serve"]

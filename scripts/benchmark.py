@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import math
+import mimetypes
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -77,31 +78,39 @@ class LoadResult:
         }
 
 
-def multipart_request(host: str, port: int, path: str, image: Path, copies: int = 1) -> bytes:
-    """A complete keep-alive HTTP/1.1 POST uploading `image` (`copies` times) as the form field ``image_file``."""
+def multipart_request(
+    host: str, port: int, path: str, images: Sequence[Path], headers: Mapping[str, str] | None = None
+) -> bytes:
+    """A complete keep-alive HTTP/1.1 POST uploading each of `images` as a form field ``image_file``."""
     boundary = "benchmark-boundary-7d1f"
-    part = (
+    body = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="image_file"; filename="{image.name}"\r\n'
-        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        f"Content-Type: {mimetypes.guess_type(image.name)[0] or 'application/octet-stream'}\r\n\r\n".encode()
         + image.read_bytes()
         + b"\r\n"
+        for image in images
     )
-    body = part * copies + f"--{boundary}--\r\n".encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    body += f"--{boundary}--\r\n".encode()
+    return request_head(host, port, path, f"multipart/form-data; boundary={boundary}", len(body), headers) + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """Status and headers (lower-case names); the body (always with Content-Length here) is skipped."""
+def request_head(
+    host: str, port: int, path: str, content_type: str, length: int, headers: Mapping[str, str] | None = None
+) -> bytes:
+    """The request line and headers of an HTTP/1.1 POST of `length` bytes, with `headers` added."""
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Type: {content_type}",
+             f"Content-Length: {length}", *(f"{name}: {value}" for name, value in (headers or {}).items())]  # fmt: skip
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body (always with Content-Length here)."""
     lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
     if "content-length" not in headers:
         raise ValueError("response without Content-Length")
-    await reader.readexactly(int(headers["content-length"]))
-    return int(lines[0].split()[1]), headers
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(lines[0].split()[1]), headers, body
 
 
 async def load(
@@ -137,7 +146,7 @@ async def load(
                     reader, writer = await asyncio.open_connection(host, port)
                 writer.write(request)
                 await writer.drain()
-                status, headers = await asyncio.wait_for(_read_response(reader), timeout)
+                status, headers, _ = await asyncio.wait_for(read_response(reader), timeout)
             except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 result.errors[type(exc).__name__] += 1
                 keep_alive = False
@@ -183,6 +192,8 @@ class Server:
     env: dict[str, str]
     port: int
     log: Path
+    models: int = 1
+    """Models each worker of ``classifier.serve`` loads."""
     process: subprocess.Popen | None = None
     ready_s: float = float("nan")
 
@@ -198,7 +209,8 @@ class Server:
             if math.isnan(self.ready_s) and self._ready():
                 self.ready_s = time.perf_counter() - started
             log = self.log.read_text()
-            if not math.isnan(self.ready_s) and min(log.count(s) for s in STARTED) >= self.listening:
+            listening, loaded = (log.count(s) for s in STARTED)
+            if not math.isnan(self.ready_s) and min(listening, loaded // self.models) >= self.listening:
                 return self
             time.sleep(0.02)
         raise RuntimeError(f"{self.command} not ready in {timeout} s; see {self.log}")
@@ -206,8 +218,8 @@ class Server:
     @property
     def listening(self) -> int:
         """Workers of ``classifier.serve`` (none for other servers) that must say "worker listening on" and
-        "loaded model" in the log (one model): each has a socket of its own, so wait for them all after the
-        first /readyz 200, or the first ones take every connection and the late ones answer 503 while loading."""
+        "loaded model" (for each of `models`) in the log: each has a socket of its own, so wait for them all after
+        the first /readyz 200, or the first ones take every connection and the late ones answer 503 while loading."""
         return int(self.env.get("CLASSIFIER_WORKERS", 0))
 
     def _ready(self) -> bool:
@@ -341,7 +353,7 @@ def main() -> None:
             server = Server(*launch(port), port, log)
             try:
                 server.start()
-                request = multipart_request("127.0.0.1", port, path, args.image)
+                request = multipart_request("127.0.0.1", port, path, [args.image])
                 entry = {"server": label, "workers": workers, "ready_s": round(server.ready_s, 2)}
                 asyncio.run(load("127.0.0.1", port, request, 2 * workers, 20, args.seconds))  # warm up
                 for concurrency in (1, 8, 32):

@@ -112,7 +112,7 @@ async def failover(port: int, request: bytes, replicas: list[Server], total: int
 
 async def graceful_shutdown(replica: Server, image: Path) -> tuple[LoadResult, str]:
     """Eight 8-image batch predictions at once; SIGTERM while they run; the server log's last words."""
-    request = multipart_request("127.0.0.1", replica.port, "/pneumonia/predict/batch", image, copies=8)
+    request = multipart_request("127.0.0.1", replica.port, "/pneumonia/predict/batch", [image] * 8)
     running = asyncio.create_task(load("127.0.0.1", replica.port, request, 8, 8, 60))
     await asyncio.sleep(0.05)
     replica.process.send_signal(signal.SIGTERM)
@@ -141,7 +141,7 @@ def main() -> int:
             for replica in replicas:
                 replica.start()
             nginx, port = start_nginx(tmp, replicas)
-            request = multipart_request("127.0.0.1", port, f"/{model.stem}/predict", args.image)
+            request = multipart_request("127.0.0.1", port, f"/{model.stem}/predict", [args.image])
 
             print(f"1. failover: {args.requests} predictions through nginx at concurrency {args.concurrency}")
             result = asyncio.run(failover(port, request, replicas, args.requests, args.concurrency))
@@ -159,7 +159,7 @@ def main() -> int:
                 failures.append("graceful shutdown")
 
             print("3. overload: 600 predictions at concurrency 32 straight to replica 2")
-            request = multipart_request("127.0.0.1", replicas[1].port, f"/{model.stem}/predict", args.image)
+            request = multipart_request("127.0.0.1", replicas[1].port, f"/{model.stem}/predict", [args.image])
             result = asyncio.run(load("127.0.0.1", replicas[1].port, request, 32, 600, 60))
             print(f"   {result.summary()}")
             if not result.statuses[503] or result.retry_after != result.statuses[503] or result.errors:

