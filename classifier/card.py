@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, field_vali
 from classifier import preprocessing
 
 if TYPE_CHECKING:
-    from classifier.datasets import DatasetSpec
+    from classifier.datasets import DatasetSpec, Source
     from classifier.scores import Validation
     from classifier.train import FittedRun
 
@@ -30,9 +30,22 @@ class InputSpec(BaseModel):
     preprocessing: str
 
 
+class SourceRecord(BaseModel):
+    """Where a training's images came from."""
+
+    name: str
+    data: str = Field(description="the Kaggle dataset, or the local folder with its metadata.csv")
+    citation: str = ""
+
+
 class TrainingRecord(BaseModel):
     dataset: str
-    source: str
+    source: str = Field(description="the sources in one line")
+    sources: list[SourceRecord] = Field(default_factory=list)
+    images: dict[str, dict[str, dict[str, int]]] = Field(
+        default_factory=dict,
+        description="images by part (training, validation), then by source as reported, then by class",
+    )
     train_size: int
     validation_size: int
     groups: int = Field(description="patients or near-duplicate groups; none straddles train and validation")
@@ -94,6 +107,14 @@ class ValidationScores(Scores):
     cross-validated model (each image scored by the one fold network that never saw it)."""
 
     cross_validation: CrossValidation | None = Field(None, description="each fold's scores and their spread")
+    by_source: dict[str, Scores] | None = Field(
+        None,
+        description="the same scores (at the same threshold) within each source: a model right for the wrong "
+        "reason (the hospital, the scanner) shows here; recall only of the classes a source holds",
+    )
+    by_age_group: dict[str, Scores] | None = Field(
+        None, description="the same scores within each age group (child, adult, unknown)"
+    )
 
 
 class ModelCard(BaseModel):
@@ -101,6 +122,7 @@ class ModelCard(BaseModel):
     version: str
     description: str
     intended_use: str
+    not_for: str = Field("", description="what the model must not be used for")
     classes: list[str]
     positive_class: str | None = None
     threshold: float | None = Field(None, description="decision threshold on the positive class's probability")
@@ -137,6 +159,7 @@ def build_card(
         version=today,
         description=spec.description,
         intended_use=spec.intended_use,
+        not_for=spec.not_for,
         classes=list(spec.classes),
         positive_class=spec.positive_class,
         threshold=validation.threshold,
@@ -145,7 +168,12 @@ def build_card(
         validation=validation.scores,
         training=TrainingRecord(
             dataset=spec.name,
-            source=f"kaggle:{spec.kaggle_slug} train split",
+            source="; ".join(_where(source) for source in spec.sources),
+            sources=[SourceRecord(name=s.name, data=_where(s), citation=s.citation) for s in spec.sources],
+            images={
+                part: split.counts(rows, spec.classes)
+                for part, rows in (("training", run.training_rows), ("validation", run.validation_rows))
+            },
             train_size=len(run.training_rows),
             validation_size=len(run.validation_rows),
             groups=split.groups,
@@ -162,6 +190,10 @@ def build_card(
         libraries=_training_libraries(),
         plots=plots,
     )
+
+
+def _where(source: Source) -> str:
+    return f"kaggle:{source.kaggle_slug} train split" if source.kaggle_slug else f"local folder {source.folder}/"
 
 
 def _training_libraries() -> dict[str, str]:

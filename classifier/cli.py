@@ -30,17 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model and deploy it to the weights folder", argument_default=argparse.SUPPRESS
     )
     train.add_argument("--dataset", choices=sorted(DATASETS))
-    train.add_argument("--data-dir", type=Path, help="Kaggle-layout folder or zip; downloaded here if missing")
-    train.add_argument("--force-download", action="store_true", help="download again even if --data-dir exists")
+    train.add_argument(
+        "--data-dir", type=Path, help="folder holding each source's folder (default: data/); Kaggle ones download"
+    )
+    train.add_argument("--force-download", action="store_true", help="download the Kaggle sources again")
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--seed", type=int)
     train.add_argument("--image-size", type=positive_int, help="side of the model input (default: the dataset's)")
     train.add_argument("--weights-dir", type=Path)
 
-    evaluate = commands.add_parser("evaluate", help="score a model on a Kaggle-layout folder; prints JSON")
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model on a Kaggle-layout folder or a folder with a metadata.csv; prints JSON"
+    )
     evaluate.add_argument("--dataset", choices=sorted(DATASETS), default="pneumonia")
-    evaluate.add_argument("--data-dir", type=Path, required=True, help="folder whose <split>/<CLASS>/ holds images")
-    evaluate.add_argument("--split", default="test", help="sub-folder to score (default: test)")
+    evaluate.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="folder whose <split>/<CLASS>/ holds images, or with a metadata.csv",
+    )
+    evaluate.add_argument("--split", default="test", help="Kaggle layout: the sub-folder to score (default: test)")
+    evaluate.add_argument("--source", help="the dataset's source whose labels apply (default: the first that fits)")
     evaluate.add_argument("--model", type=Path, help="model file (default: weights/<dataset>.keras)")
 
     predict = commands.add_parser("predict", help="classify image files; one line per image")
@@ -73,7 +83,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from classifier.evaluation import evaluate_folder
 
     model = args.model or WEIGHTS_DIR / f"{args.dataset}.keras"
-    print(json.dumps(evaluate_folder(args.dataset, args.data_dir, model, args.split), indent=2))
+    print(json.dumps(evaluate_folder(args.dataset, args.data_dir, model, args.split, args.source), indent=2))
     return 0
 
 

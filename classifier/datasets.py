@@ -6,32 +6,73 @@ evaluation code read everything they need from it (the service reads model cards
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from classifier.preprocessing import IMAGE_SIZE
+
+AgeGroup = Literal["child", "adult", "unknown"]
+AGE_GROUPS: tuple[AgeGroup, ...] = ("child", "adult", "unknown")
+ADULT_AGE = 18
+"""Years from which a patient counts as an adult."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One collection of labelled radiographs, in its own folder of the data root (`folder`).
+
+    Two layouts. A Kaggle dataset (`kaggle_slug`, downloaded into the folder when it is missing) holds
+    ``train/<CLASS>/<image>``; `labels` maps a glob over paths relative to ``train/`` (e.g. ``PNEUMONIA/*virus*``)
+    to a class, the first matching pattern winning, and `group_pattern` is a regular expression whose first match
+    in a file name is the patient (without one, near-duplicate images are grouped instead). A local folder (no
+    `kaggle_slug`) holds a ``metadata.csv`` with a row per image: ``file`` (relative to the folder), ``label``
+    (mapped to a class by `labels`), ``patient``, ``age`` (years, may be blank) and ``source`` (where the image
+    comes from, named for the figures by `origins`). Files matching no pattern, or labels not in `labels`, are
+    left out.
+    """
+
+    name: str
+    """Short name used in the model card's figures per source."""
+    folder: str
+    labels: Mapping[str, str]
+    kaggle_slug: str | None = None
+    group_pattern: str | None = None
+    age_groups: Mapping[str, AgeGroup] = field(default_factory=dict)
+    """Kaggle layout: glob over relative paths -> age group of those images (first match wins)."""
+    age_group: AgeGroup = "unknown"
+    """The age group of images no pattern names and of metadata rows without an age."""
+    origins: Mapping[str, str] = field(default_factory=dict)
+    """Local folder: prefix of the ``source`` column -> the source name its images are reported under."""
+    citation: str = ""
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A Kaggle dataset and how its files map to classes and patients.
+    """A model's training data: one or more sources whose images map to the same classes.
 
-    `labels` maps a glob over paths relative to a split folder (e.g.
-    ``PNEUMONIA/*virus*``) to a class; the first matching pattern wins and
-    files matching none are ignored. `group_pattern` is a regular expression
-    whose first match in a file name identifies the patient; without it,
-    near-duplicate images are grouped by perceptual hash instead.
+    Patients (or near-duplicate groups) never straddle the training and validation parts, and every
+    source and class is represented in both, so the model card can report validation figures per source
+    and per age group.
     """
 
     name: str
-    kaggle_slug: str
     classes: tuple[str, ...]
-    labels: dict[str, str]
-    group_pattern: str | None = None
+    sources: tuple[Source, ...]
     positive_class: str | None = None
     """For a screening model: the class whose probability is thresholded."""
     description: str = ""
     intended_use: str = ""
+    not_for: str = ""
+    """What the model must not be used for, in plain words: the card says it beside `intended_use`."""
     epochs: int = 40
+    epoch_size: int | None = None
+    """Images drawn for each epoch (None: as many as the training part holds)."""
+    balance: Literal["class", "source"] = "class"
+    """How training draws images: each class equally often, or each (source, class) pair equally often
+    (within `max_oversampling`), so that no source's share of a class can stand in for the class."""
+    max_oversampling: float = 10.0
+    """With ``balance="source"``: the most an image can be drawn more often than under plain class balance."""
     init_from: str | None = None
     """Name of a shipped model whose convolutional layers start training."""
     folds: int = 0
@@ -47,50 +88,96 @@ class DatasetSpec:
 
 PNEUMONIA_GROUPS = r"^(person\d+|NORMAL2-IM-\d+|IM-\d+)"
 
+KERMANY = Source(
+    name="kermany",
+    folder="chest_xray",
+    kaggle_slug="paultimothymooney/chest-xray-pneumonia",
+    labels={"NORMAL/*": "normal", "PNEUMONIA/*": "pneumonia"},
+    group_pattern=PNEUMONIA_GROUPS,
+    age_group="child",
+    citation="Kermany et al., Cell 2018 (Guangzhou Women and Children's Medical Center): children aged one to five",
+)
+KAGGLE_COVID = Source(
+    name="kaggle-covid",
+    folder="covid19",
+    kaggle_slug="pranavraikokte/covid19-image-dataset",
+    labels={"Covid/*": "covid", "Normal/*": "normal", "Viral Pneumonia/*": "pneumonia"},
+    age_groups={"Covid/*": "adult", "Normal/*": "child", "Viral Pneumonia/*": "child"},
+    citation="Kaggle covid19-image-dataset: COVID-19 images of adults (COVID-19 image data collection), normal "
+    "and viral pneumonia images of children",
+)
+ADULT_CXR = Source(
+    name="adult-cxr",
+    folder="adult_cxr",
+    labels={"normal": "normal", "pneumonia": "pneumonia", "covid": "covid"},
+    age_group="adult",
+    origins={"NIH": "nih", "ieee8023": "cohen"},
+    citation="Adults' frontal radiographs: NIH ChestX-ray8/14 (Wang et al. 2017; labels mined from reports) and "
+    "the COVID-19 image data collection (Cohen et al. 2020), with a metadata.csv",
+)
+
+
+def relabelled(source: Source, labels: Mapping[str, str]) -> Source:
+    """`source` with its images mapped to other classes."""
+    return replace(source, labels=labels)
+
+
+ANY_PNEUMONIA = {"covid": "pneumonia", "normal": "normal", "pneumonia": "pneumonia"}
+"""COVID-19 is a pneumonia: the screening model's positive class takes it in."""
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
             name="pneumonia",
-            kaggle_slug="paultimothymooney/chest-xray-pneumonia",
             classes=("normal", "pneumonia"),
-            labels={"NORMAL/*": "normal", "PNEUMONIA/*": "pneumonia"},
-            group_pattern=PNEUMONIA_GROUPS,
+            sources=(
+                KERMANY,
+                relabelled(
+                    KAGGLE_COVID, {"Covid/*": "pneumonia", "Normal/*": "normal", "Viral Pneumonia/*": "pneumonia"}
+                ),
+                relabelled(ADULT_CXR, ANY_PNEUMONIA),
+            ),
             positive_class="pneumonia",
-            description="Paediatric chest X-rays (Guangzhou Women and Children's Medical Center), "
-            "Kermany et al. 2018: normal vs pneumonia (bacterial or viral).",
-            intended_use="Research and teaching: screening-style triage of paediatric frontal chest "
-            "X-rays. Not a diagnostic device.",
+            description="Frontal chest X-rays of children and adults: normal vs pneumonia (bacterial, viral, "
+            "fungal or COVID-19).",
+            intended_use="Research and teaching: screening-style triage of frontal chest X-rays of children and "
+            "adults. Not a diagnostic device.",
+            not_for="Diagnosis or ruling pneumonia out; lateral views, other body parts or modalities; a source "
+            "whose figures below are poor (see by_source).",
         ),
         DatasetSpec(
             name="pneumonia-type",
-            kaggle_slug="paultimothymooney/chest-xray-pneumonia",
             classes=("normal", "bacterial", "viral"),
-            labels={"NORMAL/*": "normal", "PNEUMONIA/*bacteria*": "bacterial", "PNEUMONIA/*virus*": "viral"},
-            group_pattern=PNEUMONIA_GROUPS,
-            description="The pneumonia dataset with the pneumonia class split by cause, as its file names "
-            "record it: normal vs bacterial vs viral pneumonia.",
-            intended_use="Research only: whether a 64x64 CNN can tell bacterial from viral pneumonia. "
-            "Not a diagnostic device; the cause of a pneumonia is not decided from a radiograph alone.",
+            sources=(
+                relabelled(
+                    KERMANY, {"NORMAL/*": "normal", "PNEUMONIA/*bacteria*": "bacterial", "PNEUMONIA/*virus*": "viral"}
+                ),
+            ),
+            description="Children's chest X-rays (the Kermany dataset) with the pneumonia class split by cause, as "
+            "its file names record it: normal vs bacterial vs viral pneumonia.",
+            intended_use="Research only, on children's radiographs: whether a 64x64 CNN can tell bacterial from "
+            "viral pneumonia.",
+            not_for="Adults (it has never seen one); diagnosis: the cause of a pneumonia is not decided from a "
+            "radiograph alone.",
         ),
         DatasetSpec(
             name="covid",
-            kaggle_slug="pranavraikokte/covid19-image-dataset",
-            classes=("covid", "normal", "viral_pneumonia"),
-            labels={"Covid/*": "covid", "Normal/*": "normal", "Viral Pneumonia/*": "viral_pneumonia"},
-            description="Adult and paediatric chest X-rays from several public collections (Kaggle "
-            "covid19-image-dataset): COVID-19 vs normal vs other viral pneumonia.",
-            intended_use="Research and teaching only, on a 249-image public dataset of mixed sources. "
-            "Not a diagnostic device; never use it to rule COVID-19 in or out.",
-            epochs=60,
+            classes=("covid", "normal", "other_pneumonia"),
+            sources=(
+                relabelled(KERMANY, {"NORMAL/*": "normal", "PNEUMONIA/*": "other_pneumonia"}),
+                relabelled(
+                    KAGGLE_COVID, {"Covid/*": "covid", "Normal/*": "normal", "Viral Pneumonia/*": "other_pneumonia"}
+                ),
+                relabelled(ADULT_CXR, {"covid": "covid", "normal": "normal", "pneumonia": "other_pneumonia"}),
+            ),
+            description="Frontal chest X-rays of children and adults: COVID-19 vs normal vs pneumonia other than "
+            "COVID-19 (bacterial, viral, fungal or unspecified).",
+            intended_use="Research and teaching only: COVID-19 images come from one public collection of many "
+            "hospitals. Not a diagnostic device.",
+            not_for="Ruling COVID-19 in or out (use a PCR or antigen test); children's COVID-19 (none in training).",
             init_from="pneumonia",
-            folds=5,
-            monitor="val_loss",  # on 50 validation images AUC can peak where the argmax is badly calibrated
-            patience=15,
-            notes="Input kept at 64x64: in 5-fold validation (same folds and seed), 128x128 gave fold accuracies "
-            "0.92, 0.88, 0.94, 0.86 against 0.96, 0.84, 0.94, 0.90 at 64x64 over the first four folds: no gain, "
-            "and 64x64 keeps the pneumonia model's layers at the scale they were trained at. Convolutional layers "
-            "start from the shipped pneumonia model. The shipped model averages the five fold networks.",
+            monitor="val_loss",
         ),
     )
 }

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from classifier.datasets import DatasetSpec
+from classifier.datasets import Source
 from classifier.errors import UserError
 
 if TYPE_CHECKING:
@@ -45,8 +45,8 @@ class DatasetError(UserError):
     """The dataset could not be had; the message says what to do."""
 
 
-def locate_dataset(spec: DatasetSpec, data_dir: Path, force_download: bool = False) -> Path:
-    """The root (the folder holding ``train/``) of `spec`'s data, downloading it only when needed.
+def locate_dataset(source: Source, data_dir: Path, force_download: bool = False) -> Path:
+    """The root (the folder holding ``train/``) of a Kaggle `source`'s data, downloading it only when needed.
 
     `data_dir` may be a folder or a zip in the Kaggle layout. A missing or empty folder, or
     `force_download`, fetches the dataset from Kaggle into it; a zip is extracted once, into
@@ -60,7 +60,8 @@ def locate_dataset(spec: DatasetSpec, data_dir: Path, force_download: bool = Fal
             return _install(extracted, str(data_dir), lambda staging: unzip(data_dir, staging))
         return find_dataset_root(extracted)
     if force_download or _is_missing(data_dir):
-        return _install(data_dir, f"kaggle:{spec.kaggle_slug}", lambda staging: download(spec.kaggle_slug, staging))
+        slug = source.kaggle_slug
+        return _install(data_dir, f"kaggle:{slug}", lambda staging: download(slug, staging))
     return find_dataset_root(data_dir)
 
 
@@ -170,6 +171,7 @@ def _install(destination: Path, source: str, fill: Callable[[Path], None]) -> Pa
     resolved = destination.resolve()
     staging = resolved.with_name(f".{resolved.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
+    made = next((folder for folder in reversed(staging.parents) if not folder.exists()), staging)
     staging.mkdir(parents=True)
     try:
         fill(staging)
@@ -184,7 +186,8 @@ def _install(destination: Path, source: str, fill: Callable[[Path], None]) -> Pa
             shutil.rmtree(destination)
         staging.rename(destination)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # a failure leaves nothing behind, not even the folders made to hold the staging folder
+        shutil.rmtree(staging if destination.exists() else made, ignore_errors=True)
     return destination / root.relative_to(staging)
 
 

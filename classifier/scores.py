@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,16 +33,51 @@ def validate(
     classes: tuple[str, ...],
     positive_class: str | None,
     folds: Sequence[FoldScores] = (),
+    *,
+    sources: Sequence[str] | None = None,
+    age_groups: Sequence[str] | None = None,
 ) -> Validation:
     """Choose the threshold of a screening model (one with a `positive_class`) and score the validation (or
-    out-of-fold) predictions at it; with `folds`, add each fold's scores and their spread."""
+    out-of-fold) predictions at it, overall and within each of the images' `sources` and `age_groups`; with
+    `folds`, add each fold's scores and their spread."""
+    sources = np.asarray(sources if sources is not None else ["all"] * len(labels))
     threshold, rule = None, None
     if positive_class:
         positive = classes.index(positive_class)
         threshold, rule = choose_threshold(labels == positive, probabilities[:, positive])
     report = classification_report(labels, probabilities, classes, threshold)
-    scores = ValidationScores(**dict(report), cross_validation=fold_summary(folds) if folds else None)
+    scores = ValidationScores(
+        **dict(report),
+        cross_validation=fold_summary(folds) if folds else None,
+        by_source=subset_scores(labels, probabilities, classes, threshold, sources) if len(set(sources)) > 1 else None,
+        by_age_group=None
+        if age_groups is None
+        else subset_scores(labels, probabilities, classes, threshold, age_groups),
+    )
     return Validation(threshold, rule, scores)
+
+
+def subset_scores(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: tuple[str, ...],
+    threshold: float | None,
+    subsets: Sequence[str],
+) -> dict[str, Scores]:
+    """The scores within each subset of the images (a source, an age group), at the same threshold; the recall
+    (sensitivity, specificity) only of the classes a subset holds."""
+    subsets = np.asarray(subsets)
+    found = {}
+    for name in sorted(set(subsets.tolist())):
+        rows = subsets == name
+        report = classification_report(labels[rows], probabilities[rows], classes, threshold).model_dump()
+        present = {classes[label] for label in labels[rows]}
+        report["recall"] = {c: r for c, r in report["recall"].items() if c in present}
+        if len(classes) == 2:
+            report["sensitivity"] = report["recall"].get(classes[1])
+            report["specificity"] = report["recall"].get(classes[0])
+        found[name] = Scores(**report)
+    return found
 
 
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -57,21 +93,37 @@ def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray) -> tuple[float, str]:
-    """The threshold with the best balanced accuracy among those keeping sensitivity >= the floor (or, when
-    none does, among those with the highest sensitivity), and the rule in words."""
-    fpr, tpr, thresholds = metrics.roc_curve(labels, positive_probability)
-    finite = np.isfinite(thresholds)
-    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
-    eligible = tpr >= MIN_SENSITIVITY
-    if not eligible.any():
-        eligible = tpr == tpr.max()
-    balanced = np.where(eligible, (tpr + 1 - fpr) / 2, -1)
-    best = int(np.argmax(balanced))
+    """The decision threshold and its rule in words: the highest threshold at which validation sensitivity is
+    still at least `MIN_SENSITIVITY` with 95% confidence (the Wilson interval's lower bound; with no such
+    threshold, the one with the highest sensitivity).
+
+    Every source's specificity can only grow with the threshold, so the highest threshold that keeps the
+    sensitivity floor is also the one with the best specificity in every source, the worst one included.
+    Asking for the floor with confidence, not just on the validation images at hand, keeps a margin: the
+    threshold does not sit on the last few positive images of the validation split.
+    """
+    labels = np.asarray(labels, bool)
+    candidates = np.unique(positive_probability)
+    found = np.array([(positive_probability[labels] >= t).sum() for t in candidates])
+    lower = wilson_lower_bound(found, int(labels.sum()))
+    eligible = candidates[lower >= MIN_SENSITIVITY]
+    best = eligible.max() if len(eligible) else candidates[found == found.max()].max()
     rule = (
-        f"highest balanced accuracy on the validation split among thresholds keeping validation "
-        f"sensitivity >= {MIN_SENSITIVITY:.2f}; never chosen on a test split"
+        f"the highest threshold whose validation sensitivity is >= {MIN_SENSITIVITY:.2f} with 95% confidence "
+        "(Wilson lower bound), which gives every source its best specificity at that sensitivity; chosen on the "
+        "validation split, never on a test split"
     )
-    return float(thresholds[best]), rule
+    return float(best), rule
+
+
+def wilson_lower_bound(successes: np.ndarray, trials: int, z: float = 1.96) -> np.ndarray:
+    """The lower end of the Wilson score interval of a proportion (95% two-sided by default)."""
+    if trials == 0:
+        return np.zeros_like(successes, dtype=float)
+    p = np.asarray(successes, float) / trials
+    centre = p + z * z / (2 * trials)
+    spread = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return (centre - spread) / (1 + z * z / trials)
 
 
 def classification_report(
@@ -81,6 +133,8 @@ def classification_report(
     predicted at `threshold` (see `classifier.card.predicted_classes`)."""
     predicted = predicted_classes(probabilities, threshold)
     everyone = range(len(classes))
+    # a subset (a source, an age group) may hold one class only: its scores say so, scikit-learn need not warn
+    warnings.filterwarnings("ignore", "(A single label|y_pred contains classes)", UserWarning, "sklearn")
     recall = dict(
         zip(
             classes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,16 @@ import tensorflow as tf
 
 from classifier import plots, scores
 from classifier.card import FoldScores, build_card
-from classifier.data import DataSplit, group_near_duplicates, list_examples, load_images, make_dataset, split_by_group
+from classifier.data import (
+    DataSplit,
+    group_near_duplicates,
+    list_dataset,
+    load_images,
+    make_dataset,
+    sampling_weights,
+    split_by_group,
+)
 from classifier.datasets import DatasetSpec, get_dataset
-from classifier.download import locate_dataset
 from classifier.errors import UserError
 from classifier.export import export_litert
 from classifier.model import build_model, ensemble, with_attention
@@ -95,8 +103,8 @@ def ema_momentum(steps_per_epoch: int) -> float:
 class Train:
     """Train one dataset's model: ``Train("pneumonia").run()`` or step by step.
 
-    `data_dir` is a local folder or zip in the Kaggle layout; when it does not
-    exist (or `force_download` is set) the dataset is downloaded from Kaggle into it.
+    `data_dir` holds each of the dataset's sources in its own folder (`classifier.datasets.Source.folder`); a
+    Kaggle source's folder that does not exist (or all of them, with `force_download`) is downloaded into it.
     Options left at None take the dataset's own setting (`classifier.datasets`).
     """
 
@@ -118,7 +126,7 @@ class Train:
 
     def __post_init__(self) -> None:
         self.spec = get_dataset(self.dataset)
-        self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR / self.spec.kaggle_slug.split("/")[-1]
+        self.data_dir = Path(self.data_dir) if self.data_dir else DATA_DIR
         self.epochs = self.epochs or self.spec.epochs
         self.image_size = self.image_size or self.spec.image_size
         self.folds = self.spec.folds if self.folds is None else self.folds
@@ -129,23 +137,16 @@ class Train:
         return self.deploy_model(self.train(self.get_data()))
 
     def get_data(self) -> DataSplit:
-        """Locate (or download) the data, load its ``train/`` images and split them by patient."""
-        root = locate_dataset(self.spec, self.data_dir, self.force_download)
-        examples = list_examples(root / "train", self.spec)
-        if not self.spec.group_pattern:
-            examples = group_near_duplicates(examples)
-        train, validation = split_by_group(examples, self.validation_fraction, self.seed)
+        """Locate (or download) every source, load their images and split them by patient."""
+        examples = list_dataset(self.spec, self.data_dir, self.force_download)
         images = load_images([e.path for e in examples], self.image_size)
-        split = DataSplit(root, tuple(examples), images, train, validation)
-        counts = np.bincount(split.labels[train], minlength=len(self.spec.classes))
-        log.info(
-            "%s: %d training images %s, %d validation images, %d groups",
-            self.dataset,
-            len(train),
-            dict(zip(self.spec.classes, counts.tolist(), strict=True)),
-            len(validation),
-            split.groups,
-        )
+        examples = group_near_duplicates(examples, images)
+        train, validation = split_by_group(examples, self.validation_fraction, self.seed)
+        split = DataSplit(self.data_dir, tuple(examples), images, train, validation)
+        for part, rows in (("training", train), ("validation", validation)):
+            counts = Counter(f"{examples[i].source}/{self.spec.classes[examples[i].label]}" for i in rows)
+            log.info("%s: %d %s images %s", self.dataset, len(rows), part, dict(sorted(counts.items())))
+        log.info("%s: %d patients or near-duplicate groups", self.dataset, split.groups)
         return split
 
     def train(self, split: DataSplit | None = None) -> FittedRun:
@@ -224,14 +225,27 @@ class Train:
         return model
 
     def fit(self, split: DataSplit, train: np.ndarray, validation: np.ndarray) -> tuple[keras.Model, History]:
-        """Fit a new model on the `train` rows of `split` with class weights, warm-up + cosine learning-rate
-        decay and weight averaging; keep the epoch with the best validation score and stop early when it stalls.
+        """Fit a new model on the `train` rows of `split`, drawn as the dataset's `balance` says, with warm-up +
+        cosine learning-rate decay and weight averaging; keep the epoch with the best validation score and stop
+        early when it stalls.
         """
         keras.utils.set_random_seed(self.seed)
         labels = split.labels
-        train_ds = make_dataset(split.images[train], labels[train], self.batch_size, training=True, seed=self.seed)
+        weights = sampling_weights(
+            [split.examples[i] for i in train], len(self.spec.classes), self.spec.balance, self.spec.max_oversampling
+        )
+        epoch_size = self.spec.epoch_size or len(train)
+        train_ds = make_dataset(
+            split.images[train],
+            labels[train],
+            self.batch_size,
+            self.seed,
+            weights=weights,
+            epoch_size=epoch_size,
+            epochs=self.epochs,
+        )
         val_ds = make_dataset(split.images[validation], labels[validation], self.batch_size)
-        steps_per_epoch = int(np.ceil(len(train) / self.batch_size))
+        steps_per_epoch = int(np.ceil(epoch_size / self.batch_size))
         steps = steps_per_epoch * self.epochs
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, steps, warmup_target=self.learning_rate, warmup_steps=max(1, steps // 20)
@@ -244,7 +258,6 @@ class Train:
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
         )
-        counts = np.bincount(labels[train], minlength=len(self.spec.classes))
         mode = "min" if self.spec.monitor == "val_loss" else "max"
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = Path(tmp) / "best.keras"
@@ -252,8 +265,8 @@ class Train:
                 train_ds,
                 validation_data=val_ds,
                 epochs=self.epochs,
-                class_weight={i: len(train) / (len(counts) * c) for i, c in enumerate(counts) if c},
-                shuffle=False,  # the training dataset reshuffles itself every epoch
+                steps_per_epoch=steps_per_epoch,
+                shuffle=False,  # the training stream is drawn at random already
                 verbose=2,
                 callbacks=[
                     # validate, checkpoint and finally keep the weights' moving average, not the raw weights
@@ -281,8 +294,15 @@ class Train:
     def deploy_model(self, run: FittedRun) -> Path:
         """Choose the threshold and score the validation predictions, then write ``<weights_dir>/<dataset>.keras``,
         its LiteRT export ``.tflite``, the model card ``.json`` and its plots."""
+        examples = [run.split.examples[i] for i in run.validation_rows]
         validation = scores.validate(
-            run.labels, run.probabilities, self.spec.classes, self.spec.positive_class, run.folds
+            run.labels,
+            run.probabilities,
+            self.spec.classes,
+            self.spec.positive_class,
+            run.folds,
+            sources=[e.source for e in examples],
+            age_groups=[e.age_group for e in examples],
         )
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         stem = self.weights_dir / self.dataset
@@ -315,5 +335,8 @@ class Train:
             "schedule": "linear warm-up then cosine decay",
             "shipped_model": f"average of the {self.folds} fold networks" if self.folds else "one network",
             "weight_averaging": "exponential moving average over about the last epoch",
-            "class_weights": "inverse class frequency",
+            "epoch_size": self.spec.epoch_size or "the training part's size",
+            "sampling": "each class equally often"
+            if self.spec.balance == "class"
+            else f"each (source, class) pair equally often, at most {self.spec.max_oversampling:g}x class balance",
         }

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small generated dataset in the Kaggle layout and a tiny model trained on it.
+"""Shared fixtures: a small generated data root (three sources) and a tiny model trained on it.
 
 Nothing here reads ../shared or the network. Helpers that tests import live in `tests.helpers`.
 """
@@ -12,19 +12,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from tests.helpers import write_kaggle_folder
+from tests.helpers import write_data_root
 
 
 @pytest.fixture(scope="session")
-def kaggle_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_kaggle_folder(tmp_path_factory.mktemp("kaggle") / "chest_xray")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_data_root(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")
-def trained_weights(kaggle_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights folder holding a pneumonia model trained for one epoch on the generated folder."""
+def kaggle_folder(data_root: Path) -> Path:
+    """The children's dataset of `data_root`, in the Kaggle layout."""
+    return data_root / "chest_xray"
+
+
+@pytest.fixture(scope="session")
+def trained_weights(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights folder holding a pneumonia model trained for one epoch on the generated data root."""
     from classifier.train import Train
 
     weights = tmp_path_factory.mktemp("weights")
-    Train("pneumonia", data_dir=kaggle_folder, epochs=1, batch_size=16, weights_dir=weights).run()
+    Train("pneumonia", data_dir=data_root, epochs=1, batch_size=16, weights_dir=weights).run()
     return weights

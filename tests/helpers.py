@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shlex
+import shutil
 import socket
 import threading
 import time
@@ -50,6 +51,55 @@ def write_kaggle_folder(root: Path, per_class: int = 24, seed: int = 0) -> Path:
             for i in range(n):
                 name = f"person{i // 2}_bacteria_{i}.jpeg" if sick else f"IM-{i // 2:04d}-{i:04d}.jpeg"
                 synthetic_xray(rng, sick).save(root / split / folder / name, quality=92)
+    return root
+
+
+def posed_xray(rng: np.random.Generator, sick: bool, size: int = 128) -> Image.Image:
+    """A `synthetic_xray` turned and shifted at random: unlike the generator's own images, no two look alike
+    to a perceptual hash, as no two patients' radiographs do."""
+    return synthetic_xray(rng, sick, size).rotate(
+        float(rng.uniform(-20, 20)), translate=tuple(rng.integers(-20, 20, 2).tolist())
+    )
+
+
+ADULT_ORIGINS = {"nih": "NIH ChestX-ray8/14", "cohen": "ieee8023/covid-chestxray-dataset"}
+
+
+def write_covid_folder(root: Path, per_class: int = 8, seed: int = 1) -> Path:
+    """`root/train/{Covid,Normal,Viral Pneumonia}` as in the Kaggle COVID-19 zip (no patient ids in names)."""
+    rng = np.random.default_rng(seed)
+    for folder, sick in {"Covid": True, "Normal": False, "Viral Pneumonia": True}.items():
+        (root / "train" / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            posed_xray(rng, sick).save(root / "train" / folder / f"{i:02d}.jpeg", quality=90)
+    return root
+
+
+def write_adult_folder(root: Path, patients: int = 6, seed: int = 2) -> Path:
+    """A local source: images of adults from two origins, two per patient, with a metadata.csv."""
+    rng = np.random.default_rng(seed)
+    rows = ["file,label,patient,source,view,age,sex,finding"]
+    for label, sick, origins in (("normal", False, ("nih",)), ("pneumonia", True, ("nih", "cohen")),
+                                 ("covid", True, ("cohen",))):  # fmt: skip
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for patient in range(patients):
+            origin = origins[patient % len(origins)]
+            age = "" if patient == 0 else str(30 + patient)
+            for image in range(2):
+                name = f"{label}/{origin}_{patient:03d}_{image}.jpeg"
+                synthetic_xray(rng, sick, size=112).save(root / name, quality=90)
+                rows.append(f"{name},{label},{origin}-{label}-{patient},{ADULT_ORIGINS[origin]},PA,{age},F,")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def write_data_root(root: Path) -> Path:
+    """A data root holding the three sources of the pneumonia and covid datasets, small and generated; one
+    image of the children's dataset is also in the COVID-19 one under another name, as in the real data."""
+    kermany = write_kaggle_folder(root / "chest_xray")
+    covid = write_covid_folder(root / "covid19" / "Covid19-dataset")
+    write_adult_folder(root / "adult_cxr")
+    shutil.copy(kermany / "train" / "NORMAL" / "IM-0001-0003.jpeg", covid / "train" / "Normal" / "copy.jpeg")
     return root
 
 

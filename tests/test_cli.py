@@ -99,15 +99,27 @@ def test_evaluate_prints_the_cards_metrics_as_json(
     trained_weights: Path, kaggle_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = trained_weights / "pneumonia.keras"
-    argv = ["evaluate", "--dataset", "pneumonia", "--data-dir", str(kaggle_folder.parent), "--model", str(model)]
+    argv = ["evaluate", "--dataset", "pneumonia", "--data-dir", str(kaggle_folder), "--model", str(model)]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == str(model)
-    assert report["split"] == str(kaggle_folder / "test")
+    assert report["data"] == str(kaggle_folder / "test")
+    assert set(report["by_source"]) == {"kermany"} and set(report["by_age_group"]) == {"child"}
     assert report["n"] == 16
     assert sum(map(sum, report["confusion_matrix"])) == 16
     for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "f1", "threshold"):
         assert key in report
+
+
+def test_evaluate_scores_a_local_source_by_origin_and_age(
+    trained_weights: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", "--data-dir", str(data_root / "adult_cxr"), "--model", str(trained_weights / "pneumonia.keras")]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 36 and set(report["by_source"]) == {"nih", "cohen"}
+    assert report["by_source"]["nih"]["n"] + report["by_source"]["cohen"]["n"] == 36
+    assert set(report["by_age_group"]) == {"adult"}
 
 
 @pytest.mark.parametrize(

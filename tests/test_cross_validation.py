@@ -1,4 +1,4 @@
-"""Small datasets: near-duplicate grouping, k-fold validation and starting from another model's layers."""
+"""Near-duplicate grouping, k-fold validation and starting from another model's layers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from classifier.card import ModelCard
-from classifier.data import group_near_duplicates, list_examples, split_by_group
-from classifier.datasets import get_dataset
+from classifier.data import group_near_duplicates, list_examples, load_images, split_by_group
+from classifier.datasets import KAGGLE_COVID, get_dataset
 from classifier.inference import load_model
 from classifier.model import with_attention
 from classifier.train import Train
-from tests.helpers import FIXTURES, synthetic_xray
+from tests.helpers import FIXTURES, posed_xray
 
 COVID_FOLDERS = {"Covid": True, "Normal": False, "Viral Pneumonia": True}
 
@@ -29,7 +29,7 @@ def covid_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for folder, sick in COVID_FOLDERS.items():
         (root / "train" / folder).mkdir(parents=True)
         for i in range(8):
-            image = synthetic_xray(rng, sick, size=128)
+            image = posed_xray(rng, sick)
             image.save(root / "train" / folder / f"{i:02d}.jpeg", quality=90)
             if i % 4 == 0:
                 image.resize((150, 150), Image.Resampling.BILINEAR).save(root / "train" / folder / f"{i:02d}b.png")
@@ -37,7 +37,10 @@ def covid_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_near_duplicates_share_a_group(covid_folder: Path) -> None:
-    examples = group_near_duplicates(list_examples(covid_folder / "Covid19-dataset" / "train", get_dataset("covid")))
+    spec = get_dataset("covid")
+    [kaggle_covid] = [source for source in spec.sources if source.kaggle_slug == KAGGLE_COVID.kaggle_slug]
+    examples = list_examples(covid_folder / "Covid19-dataset" / "train", kaggle_covid, spec.classes)
+    examples = group_near_duplicates(examples, load_images([e.path for e in examples], 64))
     groups = {e.path.name: e.group for e in examples if e.path.parent.name == "Normal"}
     assert groups["00.jpeg"] == groups["00b.png"]
     assert groups["04.jpeg"] == groups["04b.png"]
@@ -47,12 +50,10 @@ def test_near_duplicates_share_a_group(covid_folder: Path) -> None:
         assert {e.group for e in train}.isdisjoint({e.group for e in val})
 
 
-def test_covid_cross_validates_from_the_pneumonia_model(
-    covid_folder: Path, trained_weights: Path, tmp_path: Path
-) -> None:
+def test_covid_cross_validates_from_the_pneumonia_model(data_root: Path, trained_weights: Path, tmp_path: Path) -> None:
     for name in ("pneumonia.keras", "pneumonia.json"):
         shutil.copy(trained_weights / name, tmp_path / name)
-    trainer = Train("covid", data_dir=covid_folder, epochs=2, folds=2, batch_size=16, weights_dir=tmp_path)
+    trainer = Train("covid", data_dir=data_root, epochs=2, folds=2, batch_size=16, weights_dir=tmp_path)
     started = keras.saving.load_model(trained_weights / "pneumonia.keras")
     np.testing.assert_array_equal(
         trainer.build().get_layer("block3_conv1").get_weights()[0],
@@ -60,14 +61,15 @@ def test_covid_cross_validates_from_the_pneumonia_model(
     )
     trainer.run()
     card = ModelCard.load(tmp_path / "covid.json")
-    assert card.classes == ["covid", "normal", "viral_pneumonia"] and card.threshold is None
+    assert card.classes == ["covid", "normal", "other_pneumonia"] and card.threshold is None
     cv = card.validation.cross_validation
     assert cv.folds == 2 and len(cv.per_fold) == 2
     assert set(cv.std) >= {"accuracy", "roc_auc"}
-    assert card.training.validation_size == card.training.train_size == 30
-    assert card.training.groups == 24
+    assert card.training.validation_size == card.training.train_size == 48 + 25 + 36
+    assert card.training.groups == trainer.get_data().groups < 48 + 25 + 36, "patients and near-duplicates"
     assert 1 <= card.training.best_epoch <= 2
-    assert sum(map(sum, card.validation.confusion_matrix)) == 30
+    assert sum(map(sum, card.validation.confusion_matrix)) == 48 + 25 + 36
+    assert card.validation.by_source["cohen"].recall.keys() == {"covid", "other_pneumonia"}
     shipped = keras.saving.load_model(tmp_path / "covid.keras", safe_mode=True)
     probabilities, attention = with_attention(shipped)(np.zeros((1, 64, 64, 1), "float32"))
     assert probabilities.shape == (1, 3) and attention.shape == (1, 8, 8, 1)
@@ -82,8 +84,8 @@ def test_covid_cross_validates_from_the_pneumonia_model(
     )
 
 
-def test_covid_without_the_pneumonia_model_says_what_to_train(covid_folder: Path, tmp_path: Path) -> None:
+def test_covid_without_the_pneumonia_model_says_what_to_train(data_root: Path, tmp_path: Path) -> None:
     from classifier.errors import UserError
 
     with pytest.raises(UserError, match="train it first"):
-        Train("covid", data_dir=covid_folder, epochs=1, folds=2, weights_dir=tmp_path).build()
+        Train("covid", data_dir=data_root, epochs=1, folds=2, weights_dir=tmp_path).build()

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from classifier.datasets import get_dataset
+from classifier.datasets import KERMANY
 from classifier.download import MARKER, DatasetError, find_dataset_root, locate_dataset
 from tests.fake_kaggle import DOWNLOAD_PATH, INTROSPECT_PATH, FakeKaggle
 from tests.helpers import write_kaggle_folder
 
-SPEC = get_dataset("pneumonia")
+SOURCE = KERMANY
 
 
 def zip_folder(folder: Path, prefixes: tuple[str, ...], extra: dict[str, bytes] | None = None) -> bytes:
@@ -73,7 +73,7 @@ def server(kaggle_home: Path, kaggle_zip: bytes, monkeypatch: pytest.MonkeyPatch
     """The fake Kaggle, serving the pneumonia dataset, with the client's production endpoint pointed at it."""
     from kagglesdk import kaggle_env
 
-    with FakeKaggle({SPEC.kaggle_slug: kaggle_zip}) as server:
+    with FakeKaggle({SOURCE.kaggle_slug: kaggle_zip}) as server:
         monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, server.url)
         yield server
 
@@ -88,39 +88,39 @@ def with_key(server: FakeKaggle, monkeypatch: pytest.MonkeyPatch) -> FakeKaggle:
 def assert_downloaded(root: Path, data_dir: Path) -> None:
     assert root == data_dir / "chest_xray"
     assert len(list((root / "train" / "PNEUMONIA").glob("*.jpeg"))) == 3
-    assert (data_dir / MARKER).read_text() == f"kaggle:{SPEC.kaggle_slug}\n"
+    assert (data_dir / MARKER).read_text() == f"kaggle:{SOURCE.kaggle_slug}\n"
     assert not list(data_dir.glob("*.zip")), "the zip is deleted once extracted"
     assert not list(data_dir.parent.glob(".*.partial")), "no staging folder is left behind"
 
 
 def test_downloads_into_a_missing_folder(with_key: FakeKaggle, tmp_path: Path) -> None:
     data_dir = tmp_path / "data" / "pneumonia"
-    assert_downloaded(locate_dataset(SPEC, data_dir), data_dir)
-    assert with_key.requests == [("POST", DOWNLOAD_PATH), ("GET", f"/files/{SPEC.kaggle_slug}.zip")]
+    assert_downloaded(locate_dataset(SOURCE, data_dir), data_dir)
+    assert with_key.requests == [("POST", DOWNLOAD_PATH), ("GET", f"/files/{SOURCE.kaggle_slug}.zip")]
 
 
 def test_an_empty_folder_counts_as_missing(with_key: FakeKaggle, tmp_path: Path) -> None:
     data_dir = tmp_path / "data" / "pneumonia"
     data_dir.mkdir(parents=True)
-    assert_downloaded(locate_dataset(SPEC, data_dir), data_dir)
+    assert_downloaded(locate_dataset(SOURCE, data_dir), data_dir)
 
 
 def test_present_data_is_not_downloaded_again(with_key: FakeKaggle, tmp_path: Path, small_folder: Path) -> None:
     data_dir = tmp_path / "data" / "pneumonia"
-    locate_dataset(SPEC, data_dir)
+    locate_dataset(SOURCE, data_dir)
     with_key.requests.clear()
-    assert locate_dataset(SPEC, data_dir) == data_dir / "chest_xray"
-    assert locate_dataset(SPEC, small_folder) == small_folder
+    assert locate_dataset(SOURCE, data_dir) == data_dir / "chest_xray"
+    assert locate_dataset(SOURCE, small_folder) == small_folder
     assert with_key.requests == []
 
 
 def test_force_download_replaces_a_downloaded_folder(with_key: FakeKaggle, tmp_path: Path) -> None:
     data_dir = tmp_path / "data" / "pneumonia"
-    locate_dataset(SPEC, data_dir)
+    locate_dataset(SOURCE, data_dir)
     stale = data_dir / "chest_xray" / "train" / "NORMAL" / "stale.jpeg"
     stale.write_bytes(b"old")
     with_key.requests.clear()
-    assert_downloaded(locate_dataset(SPEC, data_dir, force_download=True), data_dir)
+    assert_downloaded(locate_dataset(SOURCE, data_dir, force_download=True), data_dir)
     assert not stale.exists()
     assert with_key.requests[0] == ("POST", DOWNLOAD_PATH)
 
@@ -130,7 +130,7 @@ def test_force_download_never_deletes_a_folder_it_did_not_make(
 ) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="will not replace"):
-        locate_dataset(SPEC, tmp_path, force_download=True)
+        locate_dataset(SOURCE, tmp_path, force_download=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert with_key.requests == []
 
@@ -152,7 +152,7 @@ def test_each_credential_form_works(
         (kaggle_home / "token").write_text(server.token + "\n")
         monkeypatch.setenv("KAGGLE_API_TOKEN", str(kaggle_home / "token"))
     data_dir = tmp_path / "data"
-    assert_downloaded(locate_dataset(SPEC, data_dir), data_dir)
+    assert_downloaded(locate_dataset(SOURCE, data_dir), data_dir)
     expected = [("POST", INTROSPECT_PATH)] if form.startswith("token") else []
     assert server.requests[:-2] == expected
 
@@ -163,19 +163,19 @@ def test_what_the_kaggle_client_prints_is_logged(
     config = kaggle_home / "kaggle.json"
     config.write_text(json.dumps({"username": server.username, "key": server.key}))
     config.chmod(0o644)
-    locate_dataset(SPEC, tmp_path / "data")
+    locate_dataset(SOURCE, tmp_path / "data")
     assert "Your Kaggle API key is readable by other users" in caplog.text
 
 
 def test_without_the_kaggle_package(kaggle_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "kaggle.api.kaggle_api_extended", None)
     with pytest.raises(DatasetError, match=r"the kaggle package is not installed: pip install -r requirements-train"):
-        locate_dataset(SPEC, tmp_path / "data")
+        locate_dataset(SOURCE, tmp_path / "data")
 
 
 def test_missing_credentials_say_what_to_do(server: FakeKaggle, tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as raised:
-        locate_dataset(SPEC, tmp_path / "data")
+        locate_dataset(SOURCE, tmp_path / "data")
     message = str(raised.value)
     assert "\n" not in message
     for hint in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "kaggle.json", ".env", "--data-dir"):
@@ -190,11 +190,11 @@ def test_wrong_credentials_are_reported_and_the_next_run_tries_again(
     monkeypatch.setenv("KAGGLE_USERNAME", server.username)
     monkeypatch.setenv("KAGGLE_KEY", "wrong")
     with pytest.raises(DatasetError, match=r"Kaggle refused to send .* \(HTTP 401") as raised:
-        locate_dataset(SPEC, tmp_path / "data")
+        locate_dataset(SOURCE, tmp_path / "data")
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "data").exists()
     monkeypatch.setenv("KAGGLE_KEY", server.key)
-    assert_downloaded(locate_dataset(SPEC, tmp_path / "data"), tmp_path / "data")
+    assert_downloaded(locate_dataset(SOURCE, tmp_path / "data"), tmp_path / "data")
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_server_errors_become_one_line(
 ) -> None:
     with_key.failure = failure
     with pytest.raises(DatasetError, match=expected) as raised:
-        locate_dataset(SPEC, tmp_path / "data")
+        locate_dataset(SOURCE, tmp_path / "data")
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "data").exists()
 
@@ -220,7 +220,7 @@ def test_unreachable_kaggle(with_key: FakeKaggle, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, "http://127.0.0.1:9")
     with pytest.raises(DatasetError, match=r"cannot reach Kaggle .*check the network"):
-        locate_dataset(SPEC, tmp_path / "data")
+        locate_dataset(SOURCE, tmp_path / "data")
 
 
 @pytest.mark.parametrize(
@@ -235,9 +235,9 @@ def test_a_bad_download_is_refused(
 ) -> None:
     if isinstance(served, dict):
         served = zip_folder(tmp_path / "nothing", (), served)
-    with_key.datasets[SPEC.kaggle_slug] = served
+    with_key.datasets[SOURCE.kaggle_slug] = served
     with pytest.raises(DatasetError, match=expected):
-        locate_dataset(SPEC, tmp_path / "data")
+        locate_dataset(SOURCE, tmp_path / "data")
     assert not (tmp_path / "data").exists()
 
 
@@ -246,7 +246,7 @@ def test_a_local_folder_is_found_below_kaggle_nesting(tmp_path: Path, small_fold
     nested.parent.mkdir(parents=True)
     nested.symlink_to(small_folder, target_is_directory=True)
     (tmp_path / "download" / "__MACOSX" / "chest_xray" / "train").mkdir(parents=True)
-    assert locate_dataset(SPEC, tmp_path / "download") == nested
+    assert locate_dataset(SOURCE, tmp_path / "download") == nested
     assert find_dataset_root(tmp_path / "download", "test") == nested
 
 
@@ -254,14 +254,14 @@ def test_a_local_zip_is_extracted_once_beside_it(tmp_path: Path, small_folder: P
     archive = tmp_path / "chest-xray-pneumonia.zip"
     archive.write_bytes(zip_folder(small_folder, ("chest_xray/chest_xray/",)))
     extracted = tmp_path / "chest-xray-pneumonia.extracted"
-    root = locate_dataset(SPEC, archive)
+    root = locate_dataset(SOURCE, archive)
     assert root == extracted / "chest_xray" / "chest_xray"
     assert len(list((root / "test" / "NORMAL").glob("*.jpeg"))) == 1
     marker = extracted / MARKER
     marker.write_text("kept unless extracted again\n")
-    assert locate_dataset(SPEC, archive) == root
+    assert locate_dataset(SOURCE, archive) == root
     assert marker.read_text() == "kept unless extracted again\n"
-    assert locate_dataset(SPEC, archive, force_download=True) == root
+    assert locate_dataset(SOURCE, archive, force_download=True) == root
     assert marker.read_text() == f"{archive}\n"
 
 
@@ -270,7 +270,7 @@ def test_a_zip_with_an_unsafe_member_is_refused(tmp_path: Path) -> None:
     archive.parent.mkdir()
     archive.write_bytes(zip_folder(tmp_path / "nothing", (), {"train/NORMAL/a.jpeg": b"x", "../../escaped.txt": b"x"}))
     with pytest.raises(DatasetError, match=r"unsafe path \(\.\./\.\./escaped\.txt\)"):
-        locate_dataset(SPEC, archive)
+        locate_dataset(SOURCE, archive)
     assert not list(tmp_path.rglob("escaped.txt"))
     assert sorted(p.name for p in archive.parent.iterdir()) == ["evil.zip"]
 
@@ -282,20 +282,20 @@ def test_damaged_and_fake_zips_give_clear_errors(tmp_path: Path) -> None:
         zipped.writestr("train/NORMAL/a.jpeg", b"A" * 1000)
     damaged.write_bytes(buffer.getvalue().replace(b"A" * 1000, b"B" * 1000))
     with pytest.raises(DatasetError, match=r"damaged\.zip is not a valid zip file or is damaged"):
-        locate_dataset(SPEC, damaged)
+        locate_dataset(SOURCE, damaged)
     fake = tmp_path / "fake.zip"
     fake.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DatasetError, match=r"fake\.zip is neither a folder nor a zip file"):
-        locate_dataset(SPEC, fake)
+        locate_dataset(SOURCE, fake)
 
 
 def test_a_folder_in_the_wrong_layout_is_refused(tmp_path: Path, small_folder: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpeg").write_bytes(b"x")
     with pytest.raises(DatasetError, match=r"is not in the Kaggle layout: no train/<CLASS>/<images> folders"):
-        locate_dataset(SPEC, tmp_path)
+        locate_dataset(SOURCE, tmp_path)
     for name in ("one", "two"):
         (tmp_path / "both" / name).mkdir(parents=True)
         (tmp_path / "both" / name / "train").symlink_to(small_folder / "train")
     with pytest.raises(DatasetError, match="holds several datasets"):
-        locate_dataset(SPEC, tmp_path / "both")
+        locate_dataset(SOURCE, tmp_path / "both")

@@ -9,7 +9,14 @@ import pytest
 
 from classifier.card import FoldScores, ModelCard
 from classifier.paths import WEIGHTS_DIR
-from classifier.scores import MIN_SENSITIVITY, choose_threshold, classification_report, fold_summary, validate
+from classifier.scores import (
+    MIN_SENSITIVITY,
+    choose_threshold,
+    classification_report,
+    fold_summary,
+    validate,
+    wilson_lower_bound,
+)
 
 BINARY = ("normal", "pneumonia")
 THREE = ("covid", "normal", "viral_pneumonia")
@@ -22,22 +29,44 @@ def binary(positive: list[float], negative: list[float]) -> tuple[np.ndarray, np
     return labels, np.stack([1 - scores, scores], axis=1)
 
 
-def test_threshold_keeps_sensitivity_above_the_floor_at_the_best_balanced_accuracy() -> None:
-    # At 0.9: sensitivity 0.9 (below the floor) though balanced accuracy 0.95 is the highest of all.
-    # At 0.3: sensitivity 1.0, specificity 0.75 (balanced 0.875); at 0.1: everything positive (balanced 0.5).
-    labels, probabilities = binary([0.9] * 18 + [0.3] * 2, [0.1] * 15 + [0.5] * 5)
+def test_threshold_is_the_highest_that_keeps_the_floor_with_confidence() -> None:
+    # 1,000 positives spread evenly over (0.5, 1]; normals below 0.5. Sensitivity at t is 2 * (1 - t).
+    positives = list(np.linspace(1.0, 0.5, 1000, endpoint=False))
+    labels, probabilities = binary(positives, list(np.linspace(0.0, 0.5, 500, endpoint=False)))
     threshold, rule = choose_threshold(labels == 1, probabilities[:, 1])
-    assert threshold == pytest.approx(0.3)
-    assert f"sensitivity >= {MIN_SENSITIVITY:.2f}" in rule and "validation" in rule and "never chosen on a test" in rule
+    sensitivity = (probabilities[labels == 1, 1] >= threshold).mean()
+    assert 0.96 <= sensitivity <= 0.97, "0.95 with 95% confidence on 1,000 positives needs about 0.963 observed"
+    assert wilson_lower_bound(np.array([round(sensitivity * 1000)]), 1000)[0] >= MIN_SENSITIVITY
+    assert wilson_lower_bound(np.array([round(sensitivity * 1000) - 1]), 1000)[0] < MIN_SENSITIVITY
+    assert f"sensitivity is >= {MIN_SENSITIVITY:.2f} with 95% confidence" in rule and "never on a test" in rule
     report = classification_report(labels, probabilities, BINARY, threshold)
-    assert report.sensitivity == 1.0 and report.specificity == 0.75
+    assert report.specificity == 1.0
 
 
-def test_threshold_is_the_lowest_score_of_a_sure_positive() -> None:
-    """Among thresholds with the same sensitivity and specificity, the highest: the positives' lowest score."""
-    labels, probabilities = binary([0.8, 0.7, 0.6], [0.4, 0.2, 0.1])
+def test_wilson_lower_bound() -> None:
+    np.testing.assert_allclose(wilson_lower_bound(np.array([0, 50, 100]), 100), [0.0, 0.4038, 0.9630], atol=1e-4)
+
+
+def test_threshold_without_enough_positives_keeps_them_all() -> None:
+    """Too few positives to show the floor with confidence: the highest threshold that finds every one."""
+    labels, probabilities = binary([0.8, 0.7, 0.6], [0.4, 0.2, 0.65])
     threshold, _ = choose_threshold(labels == 1, probabilities[:, 1])
     assert threshold == pytest.approx(0.6)
+
+
+def test_validate_scores_each_source_and_age_group_at_the_same_threshold() -> None:
+    labels = np.array([0, 1, 0, 1, 1, 1])
+    probabilities = np.column_stack([1 - (p := np.array([0.2, 0.9, 0.7, 0.8, 0.95, 0.6])), p])
+    result = validate(
+        labels, probabilities, BINARY, "pneumonia", sources=list("aabbcc"), age_groups=["child"] * 2 + ["adult"] * 4
+    )
+    assert set(result.scores.by_source) == {"a", "b", "c"} and set(result.scores.by_age_group) == {"adult", "child"}
+    only_positives = result.scores.by_source["c"]
+    assert only_positives.n == 2 and set(only_positives.recall) == {"pneumonia"} and only_positives.specificity is None
+    assert result.scores.by_source["b"].confusion_matrix[0] == [
+        int(result.threshold > 0.7),
+        int(result.threshold <= 0.7),
+    ]
 
 
 def test_binary_report_at_a_threshold() -> None:
