@@ -321,7 +321,8 @@ def make_dataset(
     """
     if weights is None:
         return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    draws = np.random.default_rng(seed).choice(len(images), size=epochs * (epoch_size or len(images)), p=weights)
+    steps = -(-(epoch_size or len(images)) // batch_size)  # whole batches: the last one of an epoch is full too
+    draws = np.random.default_rng(seed).choice(len(images), size=epochs * steps * batch_size, p=weights)
     rows = tf.data.Dataset.from_tensor_slices(draws)
     images, labels = tf.constant(images), tf.constant(labels)
     augment = augmenter(seed)
