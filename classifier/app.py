@@ -1,13 +1,15 @@
 """The inference service: ``uvicorn classifier.app:app``.
 
 `create_app` builds the FastAPI app from `Settings`: it finds the models, mounts one prediction router per
-model, and loads the weights once, in the background, when the server starts (see `classifier.registry`).
+model, and loads the weights once when the server starts (see `classifier.registry`): in the background, or,
+with several workers, before the worker takes connections (the others serve meanwhile).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 from fastapi import FastAPI, Request
@@ -44,8 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def publish(served: ServedModel) -> None:
             telemetry.models_ready.labels(served.name).set(served.status == "ready")
 
+        load = partial(registry.load, settings.runtime, settings.model_threads, publish)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(registry.load, settings.runtime, settings.model_threads, publish)
+            if settings.workers > 1:
+                await load()  # the server listens after startup: this worker takes connections once it has its models
+            else:
+                tasks.start_soon(load)  # alone, answer /healthcheck and /readyz while loading
             yield
             tasks.cancel_scope.cancel()
 
@@ -58,9 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.pool = InferencePool(settings.inference_threads, settings.max_in_flight, settings.retry_after_s)
+    app.state.pool = InferencePool(
+        settings.inference_threads, settings.max_in_flight, settings.retry_after_s, telemetry.in_flight.set
+    )
     app.state.metrics = telemetry
-    telemetry.in_flight.set_function(lambda: app.state.pool.in_flight)
     for served in registry:
         telemetry.models_ready.labels(served.name).set(0)
 

@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="address `python -m classifier.serve` listens on")
     port: int = Field(5000, ge=1, le=65535, description="port `python -m classifier.serve` listens on")
-    workers: int = Field(1, ge=1, description="server processes `python -m classifier.serve` starts")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="server processes `python -m classifier.serve` starts; with several, each takes connections "
+        "only once its models are loaded",
+    )
 
     @field_validator("models", "cors_origins", mode="before")
     @classmethod

@@ -75,6 +75,12 @@ def test_before_loading_readyz_and_predict_answer_503(trained_weights: Path) -> 
     assert response.headers["Retry-After"] == "1"
 
 
+def test_with_several_workers_a_worker_starts_serving_once_its_models_are_loaded(trained_weights: Path) -> None:
+    # uvicorn listens after the app's startup, so a late or replacement worker never answers "model loading"
+    with TestClient(create_app(Settings(models_dir=trained_weights, workers=2))) as client:
+        assert client.get("/readyz").json() == {"ready": True, "models": {"pneumonia": "ready"}}
+
+
 def test_a_model_that_fails_to_load_keeps_readyz_at_503(trained_weights: Path, tmp_path: Path) -> None:
     shutil.copy(trained_weights / "pneumonia.json", tmp_path / "pneumonia.json")
     (tmp_path / "pneumonia.keras").write_bytes(b"not a keras file")
