@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -27,6 +27,7 @@ from classifier.registry import ModelRegistry, ServedModel
 from classifier.settings import Settings
 from classifier.telemetry import REQUEST_ID_HEADER, PrometheusMetrics, RequestTelemetry, configure_logging
 from routers import health, metrics, models, prediction, web
+from routers.dependencies import require_api_key
 
 DESCRIPTION = """Classifies chest X-rays and shows where the model looked (an attention map).
 
@@ -68,16 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.inference_threads, settings.max_in_flight, settings.retry_after_s, telemetry.in_flight.set
     )
     app.state.metrics = telemetry
+    app.state.api_keys = [key.get_secret_value().encode() for key in settings.accepted_api_keys()]
+    guarded = [Depends(require_api_key)] if app.state.api_keys else []  # without keys, /docs shows no lock
     for served in registry:
         telemetry.models_ready.labels(served.name).set(0)
 
     app.include_router(web.router)
     app.mount("/static", web.static, name="static")
     app.include_router(health.router)
-    app.include_router(models.router)
+    app.include_router(models.router, dependencies=guarded)
     app.include_router(metrics.router)
     for served in registry:
-        app.include_router(prediction.prediction_router(served))
+        app.include_router(prediction.prediction_router(served), dependencies=guarded)
 
     _add_error_handlers(app, telemetry)
     if settings.cors_origins:

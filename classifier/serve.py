@@ -32,9 +32,10 @@ from multiprocessing.process import BaseProcess
 
 import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
+from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 
-from classifier.settings import Settings
+from classifier.settings import Settings, describe_invalid
 from classifier.telemetry import MULTIPROCESS_DIR_VARIABLE, configure_logging
 
 APP = "classifier.app:app"
@@ -44,7 +45,10 @@ log = logging.getLogger("classifier.serve")  # not "__main__" under ``python -m`
 
 
 def main() -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.exit(f"error: {describe_invalid(exc)}")
     configure_logging(settings.log_level, settings.log_format)
     if settings.workers == 1:
         serve_worker()
