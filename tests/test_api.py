@@ -25,16 +25,9 @@ from classifier.overlay import OVERLAY_SIDE, heat_colours, overlay_png
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
 from classifier.settings import Settings
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, wait_until_ready
 
 FIXTURE = FIXTURES / "normal_1.jpeg"
-
-
-def wait_until_ready(client: TestClient, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

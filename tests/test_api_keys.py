@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from classifier.app import create_app
 from classifier.paths import PROJECT_ROOT
 from classifier.settings import Settings
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, wait_until_ready
 
 KEYS = ["first-key-4f9c2a", "second-key-77d0e1"]
 FILE_KEY = "from-the-secret-b3e8"
@@ -39,10 +38,7 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(trained_weights: Path, keys_file: Path) -> Iterator[TestClient]:
     settings = Settings(models_dir=trained_weights, api_keys=KEYS, api_keys_file=keys_file, log_format="json")
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_ready(client)
         yield client
 
 

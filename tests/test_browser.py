@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from classifier.app import create_app
 from classifier.overlay import OVERLAY_SIDE
 from classifier.settings import Settings
-from tests.helpers import FIXTURES, live_server
+from tests.helpers import FIXTURES, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,28 +36,16 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
 API_KEY = "browser-key-51c7e0"
 
 
-@contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The app on a live loopback server, its model loaded; yields its base URL."""
-    app = create_app(settings)
-    with live_server(app) as (host, port):
-        deadline = time.monotonic() + 60
-        while not app.state.registry.ready:
-            assert time.monotonic() < deadline, "the model did not load"
-            time.sleep(0.05)
-        yield f"http://{host}:{port}"
-
-
 @pytest.fixture(scope="module")
 def base_url(trained_weights: Path) -> Iterator[str]:
-    with serving(Settings(models_dir=trained_weights)) as url:
+    with serving(create_app(Settings(models_dir=trained_weights))) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def keyed_url(trained_weights: Path) -> Iterator[str]:
     """A server that needs the API key `API_KEY`."""
-    with serving(Settings(models_dir=trained_weights, api_keys=[API_KEY])) as url:
+    with serving(create_app(Settings(models_dir=trained_weights, api_keys=[API_KEY]))) as url:
         yield url
 
 
@@ -86,9 +73,17 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     assert problems == []
 
 
+def wait_until(page: Page, expression: str, timeout_s: float = 5) -> None:
+    """Poll `expression` from here: `page.wait_for_function` polls with ``eval``, which the page's CSP forbids."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, expression
+        time.sleep(0.05)
+
+
 def wait_for_result(page: Page) -> None:
     page.wait_for_selector("#result:not([hidden])", timeout=15_000)
-    page.wait_for_function("document.getElementById('overlay').naturalWidth > 0", timeout=5_000)
+    wait_until(page, "document.getElementById('overlay').naturalWidth > 0")
 
 
 def check_result(page: Page) -> None:
@@ -152,7 +147,7 @@ def test_the_page_asks_for_the_api_key_once_per_browser_session(
     assert "needs an API key" in page.inner_text("#key-note") and page.is_hidden("#error")
     page.fill("#api-key", "not-the-key")
     page.click("#key-form button")
-    page.wait_for_function("document.getElementById('key-note').textContent.includes('not accepted')")
+    page.locator("#key-note", has_text="not accepted").wait_for(timeout=15_000)
     assert page.is_visible("#key-form")
     page.screenshot(path=tmp_path / "web-page-key.png", full_page=True)
     page.fill("#api-key", API_KEY)
