@@ -151,8 +151,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, process id (which worker) and any
-    ``extra`` fields."""
+    """One JSON object per line: time, level, logger, message, request id, process id (which worker), the
+    request log's ``extra`` fields and an audit record's fields (``extra={"audit": {...}}``)."""
 
     EXTRA = ("method", "route", "status", "duration_ms", "model")
 
@@ -166,6 +166,7 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process,
         }
         entry.update({key: getattr(record, key) for key in self.EXTRA if hasattr(record, key)})
+        entry.update(getattr(record, "audit", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
