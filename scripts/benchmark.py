@@ -330,6 +330,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="most requests per measurement")
     parser.add_argument("--seconds", type=float, default=10.0, help="longest time per measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "runs/benchmark.json")
+    parser.add_argument(
+        "--servers", default="", help="only the servers whose label contains this text (LiteRT); skips model-only"
+    )
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model = args.model.resolve()
@@ -348,6 +351,8 @@ def main() -> None:
             ),
         ]
         for label, workers, launch in servers:
+            if args.servers not in label:
+                continue
             port = free_port()
             log = args.out.with_name(f"benchmark-{len(report['servers'])}.log")
             server = Server(*launch(port), port, log)
@@ -364,7 +369,8 @@ def main() -> None:
                 server.stop()
             report["servers"].append(entry)
             print(json.dumps(entry), flush=True)
-        report["model_only"] = model_only(litert_dir / model.name, args.image, min(args.seconds, 5.0))
+        if not args.servers:
+            report["model_only"] = model_only(litert_dir / model.name, args.image, min(args.seconds, 5.0))
     report["load_after"] = machine_load()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_tables(report)
@@ -379,15 +385,20 @@ def print_tables(report: dict) -> None:
         row = [s["server"], s["workers"], s["ready_s"], c1["p50_ms"], c1["p99_ms"], c8["ok_per_s"], c32["ok_per_s"],
                c32["requests"] - c32["statuses"].get(200, 0), max(s["rss_mb"])]  # fmt: skip
         print("| " + " | ".join(str(value) for value in row) + " |")
-    print("\n| model only | batch 1 (images/s) | batch 64 (images/s) |\n| --- | --- | --- |")
-    rates: dict[str, dict[int, float]] = {}
-    for row in report["model_only"]:
-        rates.setdefault(row["runtime"], {})[row["batch"]] = row["images_per_s"]
-    for name, by_batch in rates.items():
-        print(f"| {name} | {by_batch[1]} | {by_batch[64]} |")
+    if "model_only" in report:
+        print_model_only(report["model_only"])
     print(f"\nload average before {report['load_before']['loadavg']}, after {report['load_after']['loadavg']}")
     for line in report["load_before"]["top"]:
         print("  ", line)
+
+
+def print_model_only(figures: list[dict]) -> None:
+    print("\n| model only | batch 1 (images/s) | batch 64 (images/s) |\n| --- | --- | --- |")
+    rates: dict[str, dict[int, float]] = {}
+    for row in figures:
+        rates.setdefault(row["runtime"], {})[row["batch"]] = row["images_per_s"]
+    for name, by_batch in rates.items():
+        print(f"| {name} | {by_batch[1]} | {by_batch[64]} |")
 
 
 if __name__ == "__main__":
