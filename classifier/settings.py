@@ -43,8 +43,6 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed to call the API from a browser; empty: none"
     )
-    host: str = Field("127.0.0.1", description="address `python -m classifier.serve` listens on")
-    port: int = Field(5000, ge=1, le=65535, description="port `python -m classifier.serve` listens on")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="keys a client must send (Authorization: Bearer <key>) to the prediction and model routes; "
@@ -53,6 +51,8 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         None, description="a file of more API keys, one a line (a mounted Kubernetes Secret); read at start"
     )
+    host: str = Field("127.0.0.1", description="address `python -m classifier.serve` listens on")
+    port: int = Field(5000, ge=1, le=65535, description="port `python -m classifier.serve` listens on")
     workers: int = Field(
         1,
         ge=1,
