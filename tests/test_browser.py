@@ -150,11 +150,11 @@ def test_the_page_asks_for_the_api_key_once_per_browser_session(
     page.locator("#key-note", has_text="not accepted").wait_for(timeout=15_000)
     assert page.is_visible("#key-form")
     page.screenshot(path=tmp_path / "web-page-key.png", full_page=True)
+    page.set_input_files("#file", FIXTURE)  # chosen while the key is asked for: classified once it is given
     page.fill("#api-key", API_KEY)
     page.press("#api-key", "Enter")
-    page.wait_for_selector("#key-form", state="hidden", timeout=15_000)
-    page.set_input_files("#file", FIXTURE)
     wait_for_result(page)
+    assert page.is_hidden("#key-form")
     check_result(page)
     assert sent == [f"Bearer {API_KEY}"]
 

@@ -61,6 +61,7 @@ async function loadModels() {
   describeModel();
   $("model-picker").hidden = models.length < 2;
   if (!models.length) showError("No model is served: train one and restart the server.");
+  classify(currentFile);
 }
 
 function describeModel() {
@@ -75,9 +76,9 @@ function showError(message) {
 }
 
 async function classify(file) {
+  currentFile = file; // chosen before the models are known (waiting for a key): classified once they are
   const model = models.find((m) => m.name === $("model").value);
   if (!file || !model) return;
-  currentFile = file;
   $("error").hidden = true;
   $("result").hidden = true;
   $("status").textContent = `Classifying ${file.name}…`;
