@@ -113,7 +113,7 @@ def test_the_client_is_the_peer_or_a_trusted_proxys_forwarded_address(
             request = urllib.request.Request(f"{url}/pneumonia/predict", body, headers)
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert answer.status == 200
-    # uvicorn trusts X-Forwarded-For from FORWARDED_ALLOW_IPS, by default 127.0.0.1 only: here the peer
+    # uvicorn trusts X-Forwarded-For from FORWARDED_ALLOW_IPS, by default loopback only: here the peer
     assert [entry["client"] for entry in audit_lines(capsys.readouterr().err)] == ["127.0.0.1", "203.0.113.9"]
 
 
