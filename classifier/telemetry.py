@@ -173,19 +173,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class _ServiceHandler(logging.StreamHandler):
-    """Writes to the current ``sys.stderr`` (as logging's last-resort handler does); calling
-    `configure_logging` again replaces it."""
+    """Writes to the current ``sys.stdout`` (looked up at each record, so a redirected stream is followed);
+    calling `configure_logging` again replaces it."""
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
 
     @property
     def stream(self) -> TextIO:
-        return sys.stderr
+        return sys.stdout
 
 
 def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
-    """Send the service's and uvicorn's logs to stderr, as text or JSON lines.
+    """Send the service's and uvicorn's logs to stdout, one line an event, as text or JSON.
 
     uvicorn's access log is switched off: `RequestTelemetry` logs each request, with its id.
     python-multipart's is too: its parse warnings quote bytes of the upload, and uploads are never logged.

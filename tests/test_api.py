@@ -266,7 +266,7 @@ def test_json_logs_carry_the_request_id_and_never_the_upload(
         files={"image_file": ("patient-smith.png", b"SECRET-PIXELS", "image/png")},
         headers={"X-Request-ID": "req-42"},
     )
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     [entry] = [line for line in lines if line["logger"] == "classifier.requests"]
     assert entry["request_id"] == "req-42" and entry["route"] == "/pneumonia/predict"
     assert entry["status"] == 503 and entry["duration_ms"] > 0

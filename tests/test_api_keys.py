@@ -81,7 +81,7 @@ def test_refusals_are_counted_and_no_key_is_ever_logged(client: TestClient, caps
     metrics = client.get("/metrics").text
     assert 'errors_total{kind="missing_api_key"}' in metrics
     assert 'errors_total{kind="invalid_api_key"}' in metrics
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     statuses = [line["status"] for line in lines if line.get("route") == "/pneumonia/predict"]
     assert statuses == [401, 401, 200]
     logged = json.dumps(lines) + repr(client.app.state.settings)

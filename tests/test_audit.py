@@ -45,8 +45,8 @@ def test_a_prediction_leaves_one_record(client: TestClient, capsys: pytest.Captu
         files={"image_file": (SECRET_NAME, XRAY, "image/jpeg")},
         headers={"X-Request-ID": "audit-1"},
     ).json()
-    err = capsys.readouterr().err
-    [entry] = audit_lines(err)  # written although CLASSIFIER_LOG_LEVEL=WARNING quiets the request log
+    logged = capsys.readouterr().out
+    [entry] = audit_lines(logged)  # written although CLASSIFIER_LOG_LEVEL=WARNING quiets the request log
     assert entry["request_id"] == "audit-1" and entry["event"] == "prediction" and entry["level"] == "INFO"
     assert entry["model"] == "pneumonia" and entry["model_version"] == answer["model"]["version"]
     assert entry["index"] == 0 and entry["outcome"] == "classified"
@@ -54,7 +54,7 @@ def test_a_prediction_leaves_one_record(client: TestClient, capsys: pytest.Captu
     assert entry["probabilities"] == answer["probabilities"]
     assert entry["sha256"] == hashlib.sha256(XRAY).hexdigest() and entry["size_bytes"] == len(XRAY)
     assert entry["client"] == "testclient"
-    assert "smith" not in err and base64.b64encode(XRAY[:64]).decode()[:40] not in err
+    assert "smith" not in logged and base64.b64encode(XRAY[:64]).decode()[:40] not in logged
 
 
 def test_a_batch_leaves_one_record_per_image_refused_ones_included(
@@ -65,7 +65,7 @@ def test_a_batch_leaves_one_record_per_image_refused_ones_included(
     files = [("image_file", (filename, data, "image/jpeg")) for filename, data in parts]
     client.post("/pneumonia/predict/batch", files=files)
     client.post("/pneumonia/predict", files={"image_file": ("notes.jpeg", NOT_AN_IMAGE, "image/jpeg")})
-    entries = audit_lines(capsys.readouterr().err)
+    entries = audit_lines(capsys.readouterr().out)
     assert [(e["index"], e["outcome"]) for e in entries] == [
         (0, "classified"),
         (1, "refused"),
@@ -86,7 +86,7 @@ def test_requests_refused_before_any_image_is_read_leave_no_record(
     capsys.readouterr()
     client.post("/pneumonia/predict", content=b"x" * 100, headers={"Content-Type": "text/plain"})  # 415, no image
     client.post("/pneumonia/predict", files={"other": ("a.jpeg", XRAY, "image/jpeg")})  # 422: no image_file
-    assert audit_lines(capsys.readouterr().err) == []
+    assert audit_lines(capsys.readouterr().out) == []
 
 
 def test_the_text_log_has_a_readable_line(trained_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,7 +94,7 @@ def test_the_text_log_has_a_readable_line(trained_weights: Path, capsys: pytest.
         wait_until_ready(client)
         capsys.readouterr()
         answer = client.post("/pneumonia/predict", files={"image_file": (SECRET_NAME, XRAY, "image/jpeg")}).json()
-    [line] = [line for line in capsys.readouterr().err.splitlines() if " classifier.audit " in line]
+    [line] = [line for line in capsys.readouterr().out.splitlines() if " classifier.audit " in line]
     version, predicted = answer["model"]["version"], answer["predicted_class"]
     assert f"prediction pneumonia {version} #0 classified {predicted} (normal 0." in line
     assert f"sha256 {hashlib.sha256(XRAY).hexdigest()} {len(XRAY)} bytes from testclient" in line
@@ -114,7 +114,7 @@ def test_the_client_is_the_peer_or_a_trusted_proxys_forwarded_address(
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert answer.status == 200
     # uvicorn trusts X-Forwarded-For from FORWARDED_ALLOW_IPS, by default loopback only: here the peer
-    assert [entry["client"] for entry in audit_lines(capsys.readouterr().err)] == ["127.0.0.1", "203.0.113.9"]
+    assert [entry["client"] for entry in audit_lines(capsys.readouterr().out)] == ["127.0.0.1", "203.0.113.9"]
 
 
 class InputCheck(BaseModel):
