@@ -124,7 +124,7 @@ def relabelled(source: Source, labels: Mapping[str, str]) -> Source:
 
 
 PNEUMONIA_NOTES = (
-    "Chosen on the validation split (1,231 images: 1,043 children's, 165 adults'), one run each, 64x64: "
+    "Chosen on a patient-grouped validation split (about 1,230 images, 165 adults'), one run each, 64x64: "
     "adults' ROC AUC 0.824 with class-balanced draws and the base augmentation for 20 epochs of 3,072 images, "
     "0.835 with (source, class)-balanced draws and scanner artefacts added (noise, borders, markers), 0.830 "
     "source-balanced without them, 0.824 class-balanced with them, 0.883 class-balanced with them for 30 epochs "
