@@ -1,16 +1,18 @@
 """The inference service: ``uvicorn classifier.app:app``.
 
 `create_app` builds the FastAPI app from `Settings`: it finds the models, mounts one prediction router per
-model, and loads the weights once, in the background, when the server starts (see `classifier.registry`).
+model, and loads the weights once when the server starts (see `classifier.registry`): in the background, or,
+with several workers, before the worker takes connections (the others serve meanwhile).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -25,6 +27,7 @@ from classifier.registry import ModelRegistry, ServedModel
 from classifier.settings import Settings
 from classifier.telemetry import REQUEST_ID_HEADER, PrometheusMetrics, RequestTelemetry, configure_logging
 from routers import health, metrics, models, prediction, web
+from routers.dependencies import require_api_key
 
 DESCRIPTION = """Classifies chest X-rays and shows where the model looked (an attention map).
 
@@ -44,8 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def publish(served: ServedModel) -> None:
             telemetry.models_ready.labels(served.name).set(served.status == "ready")
 
+        load = partial(registry.load, settings.runtime, settings.model_threads, publish)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(registry.load, settings.runtime, settings.model_threads, publish)
+            if settings.workers > 1:
+                await load()  # the server listens after startup: this worker takes connections once it has its models
+            else:
+                tasks.start_soon(load)  # alone, answer /healthcheck and /readyz while loading
             yield
             tasks.cancel_scope.cancel()
 
@@ -58,19 +65,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.pool = InferencePool(settings.inference_threads, settings.max_in_flight, settings.retry_after_s)
+    app.state.pool = InferencePool(
+        settings.inference_threads, settings.max_in_flight, settings.retry_after_s, telemetry.in_flight.set
+    )
     app.state.metrics = telemetry
-    telemetry.in_flight.set_function(lambda: app.state.pool.in_flight)
+    app.state.api_keys = [key.get_secret_value().encode() for key in settings.accepted_api_keys()]
+    guarded = [Depends(require_api_key)] if app.state.api_keys else []  # without keys, /docs shows no lock
     for served in registry:
         telemetry.models_ready.labels(served.name).set(0)
 
     app.include_router(web.router)
     app.mount("/static", web.static, name="static")
     app.include_router(health.router)
-    app.include_router(models.router)
+    app.include_router(models.router, dependencies=guarded)
     app.include_router(metrics.router)
     for served in registry:
-        app.include_router(prediction.prediction_router(served))
+        app.include_router(prediction.prediction_router(served), dependencies=guarded)
 
     _add_error_handlers(app, telemetry)
     if settings.cors_origins:

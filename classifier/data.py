@@ -303,6 +303,30 @@ def sampling_weights(
     return weights / weights.sum()
 
 
+def scanner_artefacts(images: tf.Tensor, seed: int) -> tf.Tensor:
+    """What other machines and sites add to a radiograph: sensor noise, collimation borders (black or white, on
+    any side) and burnt-in markers (a small bright block near the top), each at random, on a batch in [0, 1]."""
+    shape = tf.shape(images)
+    n, side = shape[0], tf.cast(shape[1], tf.float32)
+
+    def draw(low: float = 0.0, high: float = 1.0, offset: int = 0) -> tf.Tensor:
+        return tf.random.uniform([n, 1, 1, 1], low, high, seed=seed + offset)
+
+    images = images + tf.random.normal(shape, seed=seed) * draw(0.0, 0.06, 1)
+    rows = tf.reshape(tf.range(side), [1, -1, 1, 1]) / side
+    columns = tf.reshape(tf.range(side), [1, 1, -1, 1]) / side
+
+    def border(offset: int) -> tf.Tensor:  # a quarter of the images get a border on each side, up to 1/8 wide
+        return tf.where(draw(offset=offset) < 0.25, draw(0.0, 0.125, offset + 1), tf.zeros([n, 1, 1, 1]))
+
+    framed = (rows < border(2)) | (rows > 1 - border(4)) | (columns < border(6)) | (columns > 1 - border(8))
+    images = tf.where(framed, tf.where(draw(offset=10) < 0.7, 0.0, 1.0) * tf.ones_like(images), images)
+    top, left = draw(0.0, 0.3, 11), draw(0.0, 0.9, 12)
+    marked = (draw(offset=13) < 0.3) & (rows >= top) & (rows < top + draw(0.03, 0.08, 14))
+    marked &= (columns >= left) & (columns < left + draw(0.03, 0.2, 15))
+    return tf.clip_by_value(tf.where(marked, draw(0.8, 1.0, 16) * tf.ones_like(images), images), 0.0, 1.0)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -326,14 +350,9 @@ def make_dataset(
     rows = tf.data.Dataset.from_tensor_slices(draws)
     images, labels = tf.constant(images), tf.constant(labels)
     augment = augmenter(seed)
-    return (
-        rows.batch(batch_size)
-        .map(
-            lambda batch: (
-                random_gamma(tf.clip_by_value(augment(tf.gather(images, batch), training=True), 0.0, 1.0), seed),
-                tf.gather(labels, batch),
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        .prefetch(tf.data.AUTOTUNE)
-    )
+
+    def augmented(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = random_gamma(tf.clip_by_value(augment(tf.gather(images, batch), training=True), 0.0, 1.0), seed)
+        return scanner_artefacts(x, seed), tf.gather(labels, batch)
+
+    return rows.batch(batch_size).map(augmented, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -94,36 +94,21 @@ def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 def choose_threshold(labels: np.ndarray, positive_probability: np.ndarray) -> tuple[float, str]:
     """The decision threshold and its rule in words: the highest threshold at which validation sensitivity is
-    still at least `MIN_SENSITIVITY` with 95% confidence (the Wilson interval's lower bound; with no such
-    threshold, the one with the highest sensitivity).
+    still at least `MIN_SENSITIVITY` (with no such threshold, the highest with the best sensitivity).
 
     Every source's specificity can only grow with the threshold, so the highest threshold that keeps the
     sensitivity floor is also the one with the best specificity in every source, the worst one included.
-    Asking for the floor with confidence, not just on the validation images at hand, keeps a margin: the
-    threshold does not sit on the last few positive images of the validation split.
     """
     labels = np.asarray(labels, bool)
     candidates = np.unique(positive_probability)
-    found = np.array([(positive_probability[labels] >= t).sum() for t in candidates])
-    lower = wilson_lower_bound(found, int(labels.sum()))
-    eligible = candidates[lower >= MIN_SENSITIVITY]
-    best = eligible.max() if len(eligible) else candidates[found == found.max()].max()
+    sensitivity = np.array([(positive_probability[labels] >= t).mean() for t in candidates])
+    eligible = candidates[sensitivity >= MIN_SENSITIVITY]
+    best = eligible.max() if len(eligible) else candidates[sensitivity == sensitivity.max()].max()
     rule = (
-        f"the highest threshold whose validation sensitivity is >= {MIN_SENSITIVITY:.2f} with 95% confidence "
-        "(Wilson lower bound), which gives every source its best specificity at that sensitivity; chosen on the "
-        "validation split, never on a test split"
+        f"the highest threshold keeping validation sensitivity >= {MIN_SENSITIVITY:.2f}, which gives every source "
+        "its best specificity at that sensitivity; chosen on the validation split, never on a test split"
     )
     return float(best), rule
-
-
-def wilson_lower_bound(successes: np.ndarray, trials: int, z: float = 1.96) -> np.ndarray:
-    """The lower end of the Wilson score interval of a proportion (95% two-sided by default)."""
-    if trials == 0:
-        return np.zeros_like(successes, dtype=float)
-    p = np.asarray(successes, float) / trials
-    centre = p + z * z / (2 * trials)
-    spread = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return (centre - spread) / (1 + z * z / trials)
 
 
 def classification_report(

@@ -1,7 +1,8 @@
 """The service's settings: one object, read from ``CLASSIFIER_*`` environment variables.
 
-``CLASSIFIER_MODELS_DIR=/srv/weights CLASSIFIER_LOG_FORMAT=json uvicorn classifier.app:app`` -- the README's
-service section lists every setting. Lists (models, CORS origins) are comma-separated.
+``CLASSIFIER_MODELS_DIR=/srv/weights CLASSIFIER_LOG_FORMAT=json uvicorn classifier.app:app`` -- docs/service.md
+lists every setting. Lists (models, CORS origins, API keys) are comma-separated. API keys are `SecretStr`:
+never shown by a repr or a log.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from classifier.imaging import MAX_PIXELS
@@ -42,11 +43,24 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed to call the API from a browser; empty: none"
     )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="keys a client must send (Authorization: Bearer <key>) to the prediction and model routes; "
+        "with none here nor in api_keys_file, no key is needed",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="a file of more API keys, one a line (a mounted Kubernetes Secret); read at start"
+    )
     host: str = Field("127.0.0.1", description="address `python -m classifier.serve` listens on")
     port: int = Field(5000, ge=1, le=65535, description="port `python -m classifier.serve` listens on")
-    workers: int = Field(1, ge=1, description="server processes `python -m classifier.serve` starts")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="server processes `python -m classifier.serve` starts; with several, each takes connections "
+        "only once its models are loaded",
+    )
 
-    @field_validator("models", "cors_origins", mode="before")
+    @field_validator("models", "cors_origins", "api_keys", mode="before")
     @classmethod
     def split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -58,6 +72,38 @@ class Settings(BaseSettings):
     def upper_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("api_keys_file")
+    @classmethod
+    def holds_keys(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_api_keys(path)  # a missing or empty file stops the start, saying which
+        return path
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MIB)
+
+    def accepted_api_keys(self) -> list[SecretStr]:
+        """`api_keys` and those of `api_keys_file`; none: the routes need no key."""
+        return [*self.api_keys, *(read_api_keys(self.api_keys_file) if self.api_keys_file else [])]
+
+
+def read_api_keys(path: Path) -> list[SecretStr]:
+    """The keys in `path`, one a line, blank lines skipped; a `ValueError` when it cannot be read or has none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the API keys file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    keys = [SecretStr(line.strip()) for line in lines if line.strip()]
+    if not keys:
+        raise ValueError(f"the API keys file {path} holds no key (one a line)")
+    return keys
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line naming each bad variable: ``CLASSIFIER_PORT: Input should be a valid integer, ...``."""
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        variable = "CLASSIFIER_" + "_".join(str(part) for part in problem["loc"][:1]).upper()
+        problems.append(f"{variable}: {problem['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)

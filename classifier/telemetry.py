@@ -3,12 +3,17 @@
 `RequestTelemetry` is a pure ASGI middleware: it gives each request an id (the client's ``X-Request-ID`` when
 sane, else a new one), echoes it in the response, logs one line per request -- method, route, status and
 duration, never the body or file names -- and counts requests and their latency by route.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set before prometheus-client is first imported (``python -m classifier.serve``
+sets it for its workers), every process writes its metrics to files there, and a scrape of any worker sums them
+all: prometheus-client's multiprocess mode. Without it (one process), the metrics live in the app's registry.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -17,6 +22,7 @@ from contextvars import ContextVar
 from typing import Literal, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,10 +33,18 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 log = logging.getLogger("classifier.requests")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROCESS = MULTIPROCESS_DIR_VARIABLE in os.environ
+"""Whether prometheus-client keeps its values in files (read once, as prometheus-client itself does on import)."""
 
 
 class PrometheusMetrics:
-    """The service's Prometheus metrics, in a registry of their own (one per app)."""
+    """The service's Prometheus metrics, in a registry of their own (one per app).
+
+    In multiprocess mode a counter or histogram sums every worker's values, the dead ones' included (so it never
+    goes back); `in_flight` sums the live workers' and `models_ready` is their minimum: a model counts as ready
+    only when every live worker has loaded it (the supervisor removes a dead worker's gauges).
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -60,13 +74,23 @@ class PrometheusMetrics:
         self.errors = Counter(
             "errors", "Refused requests and rejected images, by kind", ["kind"], registry=self.registry
         )
-        self.in_flight = Gauge("inference_in_flight", "Predictions running or queued", registry=self.registry)
+        self.in_flight = Gauge(
+            "inference_in_flight", "Predictions running or queued", registry=self.registry, multiprocess_mode="livesum"
+        )
         self.models_ready = Gauge(
-            "models_ready", "Whether each model is loaded (1) or not (0)", ["model"], registry=self.registry
+            "models_ready",
+            "Whether each model is loaded (1) or not (0) in every worker",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not MULTIPROCESS:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
 
 
 class RequestTelemetry:
@@ -127,8 +151,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, process id (which worker) and any
-    ``extra`` fields."""
+    """One JSON object per line: time, level, logger, message, request id, process id (which worker), the
+    request log's ``extra`` fields and an audit record's fields (``extra={"audit": {...}}``)."""
 
     EXTRA = ("method", "route", "status", "duration_ms", "model")
 
@@ -142,6 +166,7 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process,
         }
         entry.update({key: getattr(record, key) for key in self.EXTRA if hasattr(record, key)})
+        entry.update(getattr(record, "audit", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -76,18 +76,26 @@ class FittedRun:
 
 
 class ValidationAUC(keras.callbacks.Callback):
-    """Adds `val_auc` (ROC AUC on the validation split) to each epoch's logs."""
+    """Adds `val_auc` (ROC AUC on the validation split) and `val_worst_group_auc` (the lowest ROC AUC of the
+    age groups it can be computed for) to each epoch's logs."""
 
-    def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray):
+    def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray, age_groups: np.ndarray):
         super().__init__()
-        self.dataset, self.labels = dataset, labels
+        self.dataset, self.labels, self.age_groups = dataset, labels, age_groups
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         probabilities = self.model.predict(self.dataset, verbose=0)
         auc = scores.roc_auc(self.labels, probabilities)
+        by_group = {
+            group: scores.roc_auc(self.labels[rows], probabilities[rows])
+            for group in np.unique(self.age_groups)
+            if (rows := self.age_groups == group).any()
+        }
+        worst = float(np.nanmin([auc, *by_group.values()]))
         if logs is not None:
-            logs["val_auc"] = auc
-        log.info("epoch %d: val_auc %.4f", epoch + 1, auc)
+            logs["val_auc"], logs["val_worst_group_auc"] = auc, worst
+        shown = " ".join(f"{group} {value:.4f}" for group, value in by_group.items())
+        log.info("epoch %d: val_auc %.4f (%s)", epoch + 1, auc, shown)
 
 
 def ema_momentum(steps_per_epoch: int) -> float:
@@ -271,7 +279,9 @@ class Train:
                 callbacks=[
                     # validate, checkpoint and finally keep the weights' moving average, not the raw weights
                     keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
-                    ValidationAUC(val_ds, labels[validation]),
+                    ValidationAUC(
+                        val_ds, labels[validation], np.array([split.examples[i].age_group for i in validation])
+                    ),
                     keras.callbacks.ModelCheckpoint(
                         checkpoint, monitor=self.spec.monitor, mode=mode, save_best_only=True
                     ),

@@ -2,17 +2,18 @@
 
 When the inference pool is full a request is refused with 503 before its body is read. Otherwise the body is
 read from the raw request stream (`classifier.uploads`), the decoding and inference run in the bounded inference
-pool, and a refused upload is a 4xx with ``{"detail": "..."}``.
+pool, and a refused upload is a 4xx with ``{"detail": "..."}``. Each image classified or refused leaves an audit
+record (`classifier.audit`).
 """
 
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from classifier.audit import Fingerprint, audit
 from classifier.errors import ServiceError
 from classifier.pool import InferencePool
 from classifier.registry import ServedModel
@@ -64,19 +65,29 @@ def prediction_router(served: ServedModel) -> APIRouter:
     router = APIRouter(prefix=f"/{name}", tags=[name])
 
     async def run(
-        uploads: list[Upload], attention: bool, settings: Settings, pool: InferencePool, metrics: PrometheusMetrics
+        request: Request,
+        uploads: list[Upload],
+        attention: bool,
+        settings: Settings,
+        pool: InferencePool,
+        metrics: PrometheusMetrics,
     ) -> list[PredictionAnswer | ServiceError]:
-        """Classify the uploads in the pool, counting predictions by class."""
+        """Classify the uploads in the pool, counting predictions by class and auditing each image."""
         model = served.require(settings.retry_after_s)
-        job = partial(
-            classify, Prediction, model, [u.data for u in uploads], max_pixels=settings.max_pixels, attention=attention
-        )
+        images = [u.data for u in uploads]
+
+        def job() -> tuple[list[PredictionAnswer | ServiceError], list[Fingerprint]]:
+            answers = classify(Prediction, model, images, max_pixels=settings.max_pixels, attention=attention)
+            return answers, [Fingerprint.of(image) for image in images]
+
         started = time.perf_counter()
-        answers = await pool.run(job)
+        answers, fingerprints = await pool.run(job)
         metrics.inference_latency.labels(name).observe(time.perf_counter() - started)
         for answer in answers:
             if isinstance(answer, PredictionAnswer):
                 metrics.predictions.labels(name, answer.predicted_class).inc()
+        client = request.client.host if request.client else "-"
+        audit(answers, fingerprints, name, served.card.version, client)
         return answers
 
     @router.post(
@@ -94,7 +105,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     ) -> Any:
         pool.check_capacity()  # a busy refusal before reading the body costs no parsing
         uploads = await read_images(request, _limits(settings, max_images=1))
-        [answer] = await run(uploads, attention, settings, pool, metrics)
+        [answer] = await run(request, uploads, attention, settings, pool, metrics)
         if isinstance(answer, ServiceError):
             raise answer
         return answer
@@ -115,7 +126,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     ) -> Any:
         pool.check_capacity()  # a busy refusal before reading the body costs no parsing
         uploads = await read_images(request, _limits(settings, settings.max_batch_images), allow_json=False)
-        answers = await run(uploads, attention, settings, pool, metrics)
+        answers = await run(request, uploads, attention, settings, pool, metrics)
         results = []
         for upload, answer in zip(uploads, answers, strict=True):
             if isinstance(answer, ServiceError):

@@ -8,7 +8,8 @@ it measures the time from process start to ``/readyz`` 200, latency (p50/p99) on
 throughput at concurrency 8 and 32 (the service's in-flight bound raised to 64 so that it queues rather than
 refuses), and the resident memory of each worker; then model-only images/s.
 Every HTTP figure comes from the same light asyncio client sending the same multipart upload over keep-alive
-connections. Prints Markdown tables (and the machine's load, as the CPU is shared) and writes JSON to --out.
+connections, and the servers' CPU time per request (read from /proc: on a shared machine it moves much less than
+the times do). Prints Markdown tables (and the machine's load, as the CPU is shared) and writes JSON to --out.
 """
 
 from __future__ import annotations
@@ -180,6 +181,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time the processes used so far (from /proc), all their threads."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 STARTED = ("worker listening on", "loaded model")
 """What each worker of the service logs once it takes connections, and once its model is ready."""
 
@@ -330,6 +340,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="most requests per measurement")
     parser.add_argument("--seconds", type=float, default=10.0, help="longest time per measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "runs/benchmark.json")
+    parser.add_argument(
+        "--servers", default="", help="only the servers whose label contains this text (LiteRT); skips model-only"
+    )
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model = args.model.resolve()
@@ -348,6 +361,8 @@ def main() -> None:
             ),
         ]
         for label, workers, launch in servers:
+            if args.servers not in label:
+                continue
             port = free_port()
             log = args.out.with_name(f"benchmark-{len(report['servers'])}.log")
             server = Server(*launch(port), port, log)
@@ -357,14 +372,19 @@ def main() -> None:
                 entry = {"server": label, "workers": workers, "ready_s": round(server.ready_s, 2)}
                 asyncio.run(load("127.0.0.1", port, request, 2 * workers, 20, args.seconds))  # warm up
                 for concurrency in (1, 8, 32):
+                    cpu_before = cpu_seconds(server.worker_pids())
                     result = asyncio.run(load("127.0.0.1", port, request, concurrency, args.requests, args.seconds))
                     entry[f"c{concurrency}"] = result.summary()
+                    # CPU per answer: what the request costs the server, little moved by other work on the machine
+                    cpu_ms = (cpu_seconds(server.worker_pids()) - cpu_before) * 1e3 / max(result.done, 1)
+                    entry[f"c{concurrency}"]["cpu_ms_per_request"] = round(cpu_ms, 2)
                 entry["rss_mb"] = [round(rss_mb(pid)) for pid in server.worker_pids()]
             finally:
                 server.stop()
             report["servers"].append(entry)
             print(json.dumps(entry), flush=True)
-        report["model_only"] = model_only(litert_dir / model.name, args.image, min(args.seconds, 5.0))
+        if not args.servers:
+            report["model_only"] = model_only(litert_dir / model.name, args.image, min(args.seconds, 5.0))
     report["load_after"] = machine_load()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_tables(report)
@@ -372,22 +392,27 @@ def main() -> None:
 
 def print_tables(report: dict) -> None:
     columns = ["server", "workers", "ready (s)", "p50 (ms)", "p99 (ms)", "req/s at 8", "req/s at 32", "non-200 at 32",
-               "RSS/worker (MB)"]  # fmt: skip
+               "CPU ms/request at 8", "RSS/worker (MB)"]  # fmt: skip
     print("\n| " + " | ".join(columns) + " |\n" + "| --- " * len(columns) + "|")
     for s in report["servers"]:
         c1, c8, c32 = s["c1"], s["c8"], s["c32"]
         row = [s["server"], s["workers"], s["ready_s"], c1["p50_ms"], c1["p99_ms"], c8["ok_per_s"], c32["ok_per_s"],
-               c32["requests"] - c32["statuses"].get(200, 0), max(s["rss_mb"])]  # fmt: skip
+               c32["requests"] - c32["statuses"].get(200, 0), c8["cpu_ms_per_request"], max(s["rss_mb"])]  # fmt: skip
         print("| " + " | ".join(str(value) for value in row) + " |")
-    print("\n| model only | batch 1 (images/s) | batch 64 (images/s) |\n| --- | --- | --- |")
-    rates: dict[str, dict[int, float]] = {}
-    for row in report["model_only"]:
-        rates.setdefault(row["runtime"], {})[row["batch"]] = row["images_per_s"]
-    for name, by_batch in rates.items():
-        print(f"| {name} | {by_batch[1]} | {by_batch[64]} |")
+    if "model_only" in report:
+        print_model_only(report["model_only"])
     print(f"\nload average before {report['load_before']['loadavg']}, after {report['load_after']['loadavg']}")
     for line in report["load_before"]["top"]:
         print("  ", line)
+
+
+def print_model_only(figures: list[dict]) -> None:
+    print("\n| model only | batch 1 (images/s) | batch 64 (images/s) |\n| --- | --- | --- |")
+    rates: dict[str, dict[int, float]] = {}
+    for row in figures:
+        rates.setdefault(row["runtime"], {})[row["batch"]] = row["images_per_s"]
+    for name, by_batch in rates.items():
+        print(f"| {name} | {by_batch[1]} | {by_batch[64]} |")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from classifier.paths import PROJECT_ROOT
@@ -130,6 +131,25 @@ def live_server(app: FastAPI, lifespan: str = "on") -> Iterator[tuple[str, int]]
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """`app` on a live loopback server (`live_server`), its models loaded; yields its base URL."""
+    with live_server(app) as (host, port):
+        deadline = time.monotonic() + 60
+        while not app.state.registry.ready:
+            assert time.monotonic() < deadline, "the model did not load"
+            time.sleep(0.05)
+        yield f"http://{host}:{port}"
+
+
+def wait_until_ready(client: TestClient, timeout_s: float = 60) -> None:
+    """Until the app behind `client` (started: ``with client``) answers ``/readyz`` with 200."""
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.05)
 
 
 @dataclass

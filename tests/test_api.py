@@ -25,16 +25,9 @@ from classifier.overlay import OVERLAY_SIDE, heat_colours, overlay_png
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
 from classifier.settings import Settings
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, wait_until_ready
 
 FIXTURE = FIXTURES / "normal_1.jpeg"
-
-
-def wait_until_ready(client: TestClient, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +66,12 @@ def test_before_loading_readyz_and_predict_answer_503(trained_weights: Path) -> 
     response = client.post("/pneumonia/predict", files=upload())
     assert response.status_code == 503 and "loading" in response.json()["detail"]
     assert response.headers["Retry-After"] == "1"
+
+
+def test_with_several_workers_a_worker_starts_serving_once_its_models_are_loaded(trained_weights: Path) -> None:
+    # uvicorn listens after the app's startup, so a late or replacement worker never answers "model loading"
+    with TestClient(create_app(Settings(models_dir=trained_weights, workers=2))) as client:
+        assert client.get("/readyz").json() == {"ready": True, "models": {"pneumonia": "ready"}}
 
 
 def test_a_model_that_fails_to_load_keeps_readyz_at_503(trained_weights: Path, tmp_path: Path) -> None:

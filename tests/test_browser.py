@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from classifier.app import create_app
 from classifier.overlay import OVERLAY_SIDE
 from classifier.settings import Settings
-from tests.helpers import FIXTURES, live_server
+from tests.helpers import FIXTURES, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,19 +28,25 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 FIXTURE = FIXTURES / "viral_pneumonia_1.jpeg"
+PREDICT_OPERATION = "#operations-pneumonia-predict_pneumonia_predict_post"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install chromium")
 
 
+API_KEY = "browser-key-51c7e0"
+
+
 @pytest.fixture(scope="module")
 def base_url(trained_weights: Path) -> Iterator[str]:
-    app = create_app(Settings(models_dir=trained_weights))
-    with live_server(app) as (host, port):
-        deadline = time.monotonic() + 60
-        while not app.state.registry.ready:
-            assert time.monotonic() < deadline, "the model did not load"
-            time.sleep(0.05)
-        yield f"http://{host}:{port}"
+    with serving(create_app(Settings(models_dir=trained_weights))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def keyed_url(trained_weights: Path) -> Iterator[str]:
+    """A server that needs the API key `API_KEY`."""
+    with serving(create_app(Settings(models_dir=trained_weights, api_keys=[API_KEY]))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +73,17 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     assert problems == []
 
 
+def wait_until(page: Page, expression: str, timeout_s: float = 5) -> None:
+    """Poll `expression` from here: `page.wait_for_function` polls with ``eval``, which the page's CSP forbids."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, expression
+        time.sleep(0.05)
+
+
 def wait_for_result(page: Page) -> None:
     page.wait_for_selector("#result:not([hidden])", timeout=15_000)
-    page.wait_for_function("document.getElementById('overlay').naturalWidth > 0", timeout=5_000)
+    wait_until(page, "document.getElementById('overlay').naturalWidth > 0")
 
 
 def check_result(page: Page) -> None:
@@ -121,18 +135,70 @@ def test_a_refused_upload_shows_the_servers_reason(browser: Browser, base_url: s
     page.close()
 
 
+def test_the_page_asks_for_the_api_key_once_per_browser_session(
+    browser: Browser, keyed_url: str, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()  # the 401s are logged to the console as failed resources: expected here
+    sent: list[str | None] = []
+    page.on("request", lambda request: "/predict" in request.url and sent.append(request.headers.get("authorization")))
+    page.goto(keyed_url)
+    page.wait_for_selector("#key-form:not([hidden])", timeout=15_000)
+    assert "needs an API key" in page.inner_text("#key-note") and page.is_hidden("#error")
+    page.fill("#api-key", "not-the-key")
+    page.click("#key-form button")
+    page.locator("#key-note", has_text="not accepted").wait_for(timeout=15_000)
+    assert page.is_visible("#key-form")
+    page.screenshot(path=tmp_path / "web-page-key.png", full_page=True)
+    page.set_input_files("#file", FIXTURE)  # chosen while the key is asked for: classified once it is given
+    page.fill("#api-key", API_KEY)
+    page.press("#api-key", "Enter")
+    wait_for_result(page)
+    assert page.is_hidden("#key-form")
+    check_result(page)
+    assert sent == [f"Bearer {API_KEY}"]
+
+    page.reload()  # the same session: the key is kept
+    page.set_input_files("#file", FIXTURE)
+    wait_for_result(page)
+    assert page.is_hidden("#key-form") and sent[-1] == f"Bearer {API_KEY}"
+    context.close()
+
+    other = browser.new_page()  # another session: asked again
+    other.goto(keyed_url)
+    other.wait_for_selector("#key-form:not([hidden])", timeout=15_000)
+    assert other.evaluate("sessionStorage.length") == 0
+    other.close()
+
+
+def test_swagger_authorize_sends_the_api_key(browser: Browser, keyed_url: str) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.goto(f"{keyed_url}/docs")
+    page.click(".auth-wrapper .authorize")
+    page.fill(".auth-container input", API_KEY)
+    page.click(".auth-btn-wrapper .authorize")
+    page.click(".auth-btn-wrapper .btn-done")
+    assert try_it_out(page, FIXTURE) == "200"
+    page.close()
+
+
+def try_it_out(page: Page, image: Path) -> str:
+    """Upload `image` with Swagger's "Try it out" on /pneumonia/predict; the status it shows."""
+    page.click(f"{PREDICT_OPERATION} .opblock-summary")
+    page.click(f"{PREDICT_OPERATION} .try-out__btn")
+    page.set_input_files(f'{PREDICT_OPERATION} input[type="file"]', image)
+    page.click(f"{PREDICT_OPERATION} .execute")
+    cell = f"{PREDICT_OPERATION} .live-responses-table tbody .response-col_status"
+    return page.wait_for_selector(cell, timeout=15_000).inner_text().strip()
+
+
 def test_swagger_try_it_out_uploads_a_file(browser: Browser, base_url: str) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(f"{base_url}/docs")
-    operation = "#operations-pneumonia-predict_pneumonia_predict_post"
-    page.click(f"{operation} .opblock-summary")
-    page.click(f"{operation} .try-out__btn")
-    page.set_input_files(f'{operation} input[type="file"]', FIXTURE)
-    page.click(f"{operation} .execute")
-    status = page.wait_for_selector(f"{operation} .live-responses-table tbody .response-col_status", timeout=15_000)
-    assert status.inner_text().strip() == "200"
-    assert '"predicted_class"' in page.inner_text(f"{operation} .live-responses-table tbody")
+    assert try_it_out(page, FIXTURE) == "200"
+    assert '"predicted_class"' in page.inner_text(f"{PREDICT_OPERATION} .live-responses-table tbody")
     assert all(url.startswith((base_url, "data:", "blob:")) for url in requested), requested
+    assert page.locator(".auth-wrapper .authorize").count() == 0  # no keys: no Authorize button
     page.close()

@@ -221,7 +221,7 @@ def test_kubernetes_validation_rejects_an_unknown_field() -> None:
 
 def test_container_test_script_says_when_no_engine_answers(tmp_path: Path) -> None:
     """scripts/container_test.sh picks docker or podman only if it answers (a docker client without a daemon does
-    not), and says so in one line when none does; its real run needs an engine (docs/deployment-ops-notes.md)."""
+    not), and says so in one line when none does; its real run needs an engine (docs/deployment.md)."""
     for engine in ("docker", "podman"):  # installed, but no engine behind them
         fake = tmp_path / engine
         fake.write_text("#!/bin/sh\necho 'Cannot connect to the engine' >&2\nexit 1\n")

@@ -1,17 +1,55 @@
 // The web page: send the chosen X-ray to /<model>/predict?attention=true and show the answer.
+// When the server needs an API key (a 401), ask for it once and keep it for this browser session.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const percent = (p) => `${(100 * p).toFixed(1)}\u00a0%`;
 const display = (name) => name.replaceAll("_", " "); // viral_pneumonia -> viral pneumonia
 const width = (p) => `${(100 * p).toFixed(2)}%`;
+const KEY_STORE = "classifier-api-key"; // sessionStorage: forgotten when the tab closes
 let models = [];
 let currentFile = null;
 let shownImage = null;
+let keyWanted = null; // while the key form is shown: a promise resolved when a key is entered
+let keyEntered = null;
+
+// fetch, with the API key when there is one; on a 401 ask for a (new) key and send the request again
+async function api(url, options = {}) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_STORE);
+    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401) return response;
+    sessionStorage.removeItem(KEY_STORE);
+    await askForKey(key ? "That key was not accepted: enter another." : "This server needs an API key.");
+  }
+}
+
+function askForKey(message) {
+  $("status").textContent = "";
+  $("key-note").textContent = `${message} It is kept until this tab is closed.`;
+  $("key-form").hidden = false;
+  $("api-key").focus();
+  keyWanted ??= new Promise((resolve) => {
+    keyEntered = resolve;
+  });
+  return keyWanted;
+}
+
+function useKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORE, key);
+  $("api-key").value = "";
+  $("key-form").hidden = true;
+  keyWanted = null;
+  keyEntered();
+}
 
 async function loadModels() {
   try {
-    const response = await fetch("/models");
+    const response = await api("/models");
     models = await response.json();
   } catch {
     models = [];
@@ -23,6 +61,7 @@ async function loadModels() {
   describeModel();
   $("model-picker").hidden = models.length < 2;
   if (!models.length) showError("No model is served: train one and restart the server.");
+  classify(currentFile);
 }
 
 function describeModel() {
@@ -37,9 +76,9 @@ function showError(message) {
 }
 
 async function classify(file) {
+  currentFile = file; // chosen before the models are known (waiting for a key): classified once they are
   const model = models.find((m) => m.name === $("model").value);
   if (!file || !model) return;
-  currentFile = file;
   $("error").hidden = true;
   $("result").hidden = true;
   $("status").textContent = `Classifying ${file.name}…`;
@@ -48,7 +87,7 @@ async function classify(file) {
   let response;
   let body;
   try {
-    response = await fetch(`${model.predict_url}?attention=true`, { method: "POST", body: form });
+    response = await api(`${model.predict_url}?attention=true`, { method: "POST", body: form });
     body = await response.json();
   } catch (error) {
     $("status").textContent = "";
@@ -111,6 +150,7 @@ function render(model, answer, file) {
 
 function setUp() {
   const drop = $("drop");
+  $("key-form").addEventListener("submit", useKey);
   $("file").addEventListener("change", (event) => classify(event.target.files[0]));
   $("model").addEventListener("change", () => {
     describeModel();
