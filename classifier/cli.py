@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from classifier.datasets import DATASETS
+from classifier.errors import UserError
 from classifier.paths import WEIGHTS_DIR
 
 EXIT_USAGE = 2
@@ -53,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--source", help="the dataset's source whose labels apply (default: the first that fits)")
     evaluate.add_argument("--model", type=Path, help="model file (default: weights/<dataset>.keras)")
 
+    check = commands.add_parser(
+        "train-input-check", help="train the input check that refuses images that are not frontal chest X-rays"
+    )
+    check.add_argument("--data-dir", type=Path, required=True, help="folder holding each source's folder")
+    check.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    check.add_argument("--epochs", type=positive_int, default=12)
+    check.add_argument("--per-family", type=positive_int, default=250, help="synthetic training images per family")
+    check.add_argument(
+        "--held-out-per-family", type=positive_int, default=60, help="synthetic validation images per family"
+    )
+    check.add_argument("--seed", type=int, default=1234)
+    check.add_argument(
+        "--generalisation",
+        action="store_true",
+        help="also retrain without each cluster of synthetic families and measure how much of it is refused",
+    )
+
     predict = commands.add_parser("predict", help="classify image files; one line per image")
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--model", type=Path, default=WEIGHTS_DIR / "pneumonia.keras")
@@ -87,6 +105,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_input_check(args: argparse.Namespace) -> int:
+    from classifier.train_input_check import TrainInputCheck
+
+    if not args.data_dir.is_dir():
+        raise UserError(f"{args.data_dir} is not a folder")
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
+    card = TrainInputCheck(**options).run()
+    print(f"deployed the input check: {card} and its network beside it")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from classifier.imaging import ImageError
     from classifier.inference import load_model
@@ -115,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from classifier.errors import UserError
-
-    command = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}[args.command]
+    command = {
+        "train": run_train,
+        "train-input-check": run_train_input_check,
+        "evaluate": run_evaluate,
+        "predict": run_predict,
+    }[args.command]
     try:
         return command(args)
     except (UserError, OSError) as exc:  # OSError: a path that cannot be read or written
