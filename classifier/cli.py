@@ -13,12 +13,22 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from classifier.datasets import DATASETS
 from classifier.errors import UserError
 from classifier.paths import WEIGHTS_DIR
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+
+
+INPUT_CHECK_OPTION = {
+    "choices": ("refuse", "flag", "off"),
+    "default": "refuse",
+    "help": "images that do not look like frontal chest X-rays (the input check beside the model): left out with a "
+    "line saying why (refuse, the default), classified and marked (flag), or not checked (off)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="Kaggle layout: the sub-folder to score (default: test)")
     evaluate.add_argument("--source", help="the dataset's source whose labels apply (default: the first that fits)")
     evaluate.add_argument("--model", type=Path, help="model file (default: weights/<dataset>.keras)")
+    evaluate.add_argument("--input-check", **INPUT_CHECK_OPTION)
 
     check = commands.add_parser(
         "train-input-check", help="train the input check that refuses images that are not frontal chest X-rays"
@@ -75,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--model", type=Path, default=WEIGHTS_DIR / "pneumonia.keras")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--input-check", **INPUT_CHECK_OPTION)
     return parser
 
 
@@ -101,7 +113,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from classifier.evaluation import evaluate_folder
 
     model = args.model or WEIGHTS_DIR / f"{args.dataset}.keras"
-    print(json.dumps(evaluate_folder(args.dataset, args.data_dir, model, args.split, args.source), indent=2))
+    report = evaluate_folder(args.dataset, args.data_dir, model, args.split, args.source, args.input_check)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -117,24 +130,39 @@ def run_train_input_check(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from classifier.imaging import ImageError
+    from classifier.imaging import ImageError, decode_image
     from classifier.inference import load_model
+    from classifier.input_check import load_input_check
+    from classifier.preprocessing import decode_side, preprocess
 
     model = load_model(args.model)
+    check = None if args.input_check == "off" else load_input_check(args.model.parent)
     failures = 0
     for path in args.images:
         try:
-            result = model.predict_bytes(path.read_bytes())
+            image = decode_image(path.read_bytes(), min_side=decode_side(model.image_size))
         except (OSError, ImageError) as exc:
             failures += 1
             print(f"{path}: error: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             continue
+        tensor = preprocess(image, model.image_size)[np.newaxis]
+        verdict = check.check([image], tensor if check.image_size == model.image_size else None)[0] if check else None
+        checked = {} if verdict is None else {"chest_xray": verdict.chest_xray, "score": round(verdict.score, 4)}
+        if verdict is not None and not verdict.chest_xray and args.input_check == "refuse":
+            print(
+                json.dumps({"file": str(path), "refused": verdict.reason, **checked})
+                if args.json
+                else f"{path}: refused: not a frontal chest X-ray ({verdict.reason}; score {verdict.score:.4f})"
+            )
+            continue
+        result = model.predict(tensor)[0]
         if args.json:
             line = {"file": str(path), "predicted_class": result.predicted_class, "probabilities": result.probabilities}
-            print(json.dumps(line))
+            print(json.dumps(line | checked))
         else:
             probabilities = " ".join(f"{name}={p:.3f}" for name, p in result.probabilities.items())
-            print(f"{path}: {result.predicted_class} ({probabilities})")
+            flagged = f" [not a frontal chest X-ray? {verdict.reason}]" if verdict and not verdict.chest_xray else ""
+            print(f"{path}: {result.predicted_class} ({probabilities}){flagged}")
     return EXIT_FAILURE if failures else 0
 
 

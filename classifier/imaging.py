@@ -158,6 +158,14 @@ class DecodedImage:
         """The share of clearly coloured pixels, whatever their hue."""
         return float(self.hues.sum())
 
+    @property
+    def mixed_colour(self) -> float:
+        """The share of clearly coloured pixels outside the image's dominant quarter of hues (three adjacent
+        sectors): 0 for a gray picture and for a tinted one (a radiograph scanned or exported with a colour
+        cast), large for a photo or a colour chart."""
+        window = sum(np.roll(self.hues, -k) for k in range(HUE_SECTORS // 4))
+        return float(self.hues.sum() - window.max())
+
 
 def decode_image(data: bytes, *, min_side: int = 0, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Decode `data` to grayscale, reducing early so no side drops below `min_side` (0: full size).

@@ -1,7 +1,7 @@
 """The input check: is an upload a frontal chest radiograph like those the models were trained on?
 
 It answers before any model classifies the image, on the image the model gets (decoded once, preprocessed by
-`classifier.preprocessing.preprocess`). First hard rules on what the file itself says: a clearly colour image, a
+`classifier.preprocessing.preprocess`). First hard rules on what the file itself says: an image in several colours, a
 DICOM of another modality, or a DICOM of a lateral view is refused outright (score 0). Then a small CNN trained
 by ``python -m classifier train-input-check`` (`classifier.train_input_check`) gives the image's features, and
 the score is a conformal p-value: the share of held-out calibration radiographs whose Mahalanobis distance to
@@ -85,7 +85,9 @@ class CheckCard(BaseModel):
     input_size: int = IMAGE_SIZE
     threshold: float = Field(description="an image whose score is below it is refused")
     threshold_rule: str
-    colour_limit: float = Field(description="share of clearly coloured pixels above which an image is refused")
+    colour_limit: float = Field(
+        description="share of clearly coloured pixels outside the dominant hue above which an image is refused"
+    )
     colour_rule: str
     rules: list[str] = Field(description="the hard rules applied before the network")
     training: dict[str, dict[str, int]] = Field(
@@ -109,8 +111,8 @@ class CheckCard(BaseModel):
 
 def hard_rule(image: DecodedImage, colour_limit: float) -> tuple[Verdict, str] | None:
     """The rule that refuses `image` on what the file says (colour, DICOM modality or view), or None."""
-    if image.colourfulness > colour_limit:
-        return "colour", f"it is a colour image ({image.colourfulness:.0%} of its pixels clearly coloured)"
+    if image.mixed_colour > colour_limit:
+        return "colour", f"it is a colour image ({image.mixed_colour:.0%} of its pixels in several colours)"
     if image.dicom is not None:
         if image.dicom.modality not in RADIOGRAPHY_MODALITIES:
             return "modality", f"its DICOM modality is {image.dicom.modality}, not a radiograph"
