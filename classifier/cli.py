@@ -1,4 +1,4 @@
-"""Command line: ``python -m classifier {train,evaluate,predict}``.
+"""Command line: ``python -m classifier {train,typicality,train-input-check,evaluate,predict}``.
 
 Every failure a user can cause ends in one readable line on stderr and a
 non-zero exit status, never a traceback.
@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, help="model file (default: weights/<dataset>.keras)")
     evaluate.add_argument("--input-check", **INPUT_CHECK_OPTION)
 
+    typicality = commands.add_parser(
+        "typicality",
+        help="write <name>.typicality.npz beside a deployed model: its training images' features, for model_typicality",
+    )
+    typicality.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    typicality.add_argument("--data-dir", type=Path, required=True, help="the data the model was trained on")
+    typicality.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+
     check = commands.add_parser(
         "train-input-check", help="train the input check that refuses images that are not frontal chest X-rays"
     )
@@ -115,6 +123,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = args.model or WEIGHTS_DIR / f"{args.dataset}.keras"
     report = evaluate_folder(args.dataset, args.data_dir, model, args.split, args.source, args.input_check)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_typicality(args: argparse.Namespace) -> int:
+    from classifier.train import Train
+
+    print(f"wrote {Train(args.dataset, data_dir=args.data_dir, weights_dir=args.weights_dir).write_typicality()}")
     return 0
 
 
@@ -175,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {
         "train": run_train,
         "train-input-check": run_train_input_check,
+        "typicality": run_typicality,
         "evaluate": run_evaluate,
         "predict": run_predict,
     }[args.command]
