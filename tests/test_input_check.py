@@ -87,7 +87,7 @@ def test_train_input_check_needs_a_data_folder(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_a_missing_check_says_how_to_get_one(tmp_path: Path) -> None:
-    with pytest.raises(ModelFileError, match="train-input-check.*CLASSIFIER_INPUT_CHECK=off"):
+    with pytest.raises(ModelFileError, match=r"train-input-check.*CLASSIFIER_INPUT_CHECK=off"):
         load_input_check(tmp_path)
 
 
