@@ -155,10 +155,10 @@ def load_network(path: Path, runtime: Runtime = "auto", threads: int = 1) -> tup
 def load_model(path: Path, runtime: Runtime = "auto", threads: int = 1) -> LoadedModel:
     """Load the model ``<name>.keras`` (or its export ``<name>.tflite``), its card ``<name>.json`` and, when
     present, its training set's feature statistics ``<name>.typicality.npz``."""
+    network, runtime = load_network(path, runtime, threads)
     card_path = path.with_suffix(".json")
     if not card_path.is_file():
         raise ModelFileError(f"{card_path} not found: train a model first (python -m classifier train)")
-    network, runtime = load_network(path, runtime, threads)
     statistics = path.with_name(path.stem + TYPICALITY_SUFFIX)
     try:
         card = ModelCard.load(card_path)

@@ -41,6 +41,7 @@ from classifier.datasets import DATASETS
 from classifier.density import FeatureDensity
 from classifier.export import export_litert
 from classifier.imaging import DecodedImage, ImageError, decode_image
+from classifier.inference import Network
 from classifier.input_check import (
     CHECK_NAME,
     CheckCard,
@@ -218,7 +219,9 @@ def fit_check(
     return FittedCheck(model, InputChecker(network, card, density, "keras"))
 
 
-def _keras_forward(model: keras.Model):
+def _keras_forward(model: keras.Model) -> Network:
+    """`model` as the check calls its network (`classifier.inference.Network`)."""
+
     def forward(images: np.ndarray) -> dict[str, np.ndarray]:
         return {name: np.asarray(value) for name, value in model.predict(images, batch_size=512, verbose=0).items()}
 
