@@ -124,11 +124,10 @@ def hard_rule(image: DecodedImage, colour_limit: float) -> tuple[Verdict, str] |
 class InputChecker:
     """The loaded check: `check` gives a verdict per image. Safe to call from several threads at once."""
 
-    def __init__(self, network: Network, card: CheckCard, density: FeatureDensity, runtime: Runtime = "litert"):
+    def __init__(self, network: Network, card: CheckCard, density: FeatureDensity):
         self.network = network
         self.card = card
         self.density = density
-        self.runtime = runtime
 
     @property
     def image_size(self) -> int:
@@ -136,17 +135,17 @@ class InputChecker:
 
     def scores(self, tensors: np.ndarray) -> np.ndarray:
         """The network's score of preprocessed images (n, size, size, 1), before any hard rule."""
-        if not len(tensors):
-            return np.zeros(0, np.float32)
         features = self.network(np.ascontiguousarray(tensors, dtype=np.float32))["features"]
         return self.density.typicality(features)
 
     def check(self, images: Sequence[DecodedImage], tensors: np.ndarray | None = None) -> list[InputCheck]:
         """A verdict per decoded image; `tensors` are the images preprocessed at `image_size`, when the caller
         has them already (the classifier's input), else they are made here."""
+        if not images:
+            return []
         if tensors is None:
-            tensors = np.stack([preprocess(image, self.image_size) for image in images]) if images else None
-        scores = self.scores(tensors) if tensors is not None else []
+            tensors = np.stack([preprocess(image, self.image_size) for image in images])
+        scores = self.scores(tensors)
         threshold = self.card.threshold
         verdicts = []
         for image, score in zip(images, scores, strict=True):
@@ -176,9 +175,9 @@ def load_input_check(folder: Path, runtime: Runtime = "auto", threads: int = 1) 
                 f"{path} not found: the input check is missing (train it with python -m classifier "
                 "train-input-check, or set CLASSIFIER_INPUT_CHECK=off to serve without it)"
             )
-    network, runtime = load_network(folder / f"{CHECK_NAME}.keras", runtime, threads)
+    network, _ = load_network(folder / f"{CHECK_NAME}.keras", runtime, threads)
     try:
         card, density = CheckCard.load(card_path), FeatureDensity.load(density_path)
     except Exception as exc:
         raise ModelFileError(f"cannot load the input check's {card_path} or {density_path}: {exc}") from exc
-    return InputChecker(network, card, density, runtime)
+    return InputChecker(network, card, density)

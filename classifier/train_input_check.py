@@ -216,7 +216,7 @@ def fit_check(
     )
     card = provisional_card(colour_limit)
     network = _keras_forward(model)
-    return FittedCheck(model, InputChecker(network, card, density, "keras"))
+    return FittedCheck(model, InputChecker(network, card, density))
 
 
 def _keras_forward(model: keras.Model) -> Network:
