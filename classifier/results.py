@@ -47,13 +47,13 @@ def classify(
         verdicts = list(check.check(good, tensors if check.image_size == model.image_size else None))
     classified = [v is None or v.chest_xray or not refuse for v in verdicts]
     predictions = iter(model.predict(tensors[classified]) if any(classified) else [])
-    checked = iter(zip(good, verdicts, classified, strict=True))
+    checked = iter(zip(verdicts, classified, strict=True))
     answers: list[PredictionAnswer | ServiceError] = []
     for image, data in zip(decoded, images, strict=True):
         if isinstance(image, ServiceError):
             answers.append(image)
             continue
-        _, verdict, chosen = next(checked)
+        verdict, chosen = next(checked)
         if not chosen:
             answers.append(NotAChestXrayError(verdict.reason, verdict.score, input_check_result(verdict, None)))
             continue
@@ -74,12 +74,10 @@ def input_check_result(verdict: InputCheck, prediction: Prediction | None) -> In
     """The verdict as an answer carries it, with the model's typicality when the image was classified."""
     return InputCheckResult(
         chest_xray=verdict.chest_xray,
-        score=round(verdict.score, 4),
+        score=verdict.score,
         threshold=verdict.threshold,
         reason=verdict.reason or None,
-        model_typicality=None
-        if prediction is None or prediction.typicality is None
-        else round(prediction.typicality, 4),
+        model_typicality=None if prediction is None else prediction.typicality,
     )
 
 
