@@ -206,7 +206,7 @@ def fit_check(
     classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", weighted_metrics=[])
     negative_images = np.concatenate([images for group in negatives for images in group.images.values()])
     stream = training_stream(radiographs.images[radiographs.train], negative_images, 128, seed)
-    classifier.fit(stream, epochs=epochs, verbose=2)
+    classifier.fit(stream, epochs=epochs, shuffle=False, verbose=2)  # the stream is shuffled already
 
     def features(images: np.ndarray) -> np.ndarray:
         return model.predict(images, batch_size=512, verbose=0)["features"]
