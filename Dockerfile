@@ -1,8 +1,9 @@
 # The inference service: docker build -t xray-classifier . && docker run -p 5000:5000 xray-classifier
 # Port, workers and every other setting come from CLASSIFIER_* variables (-e CLASSIFIER_WORKERS=2).
 
-# Build stage: TensorFlow exports each shipped model to LiteRT (weights/<name>.tflite), so the served export
-# always matches the weights in the image. TensorFlow stays in this stage.
+# Build stage: TensorFlow exports each shipped model and the input check to LiteRT (weights/<name>.tflite), so the
+# served export always matches the weights in the image. TensorFlow stays in this stage. The .npz files are the
+# input check's and the models' feature statistics.
 FROM python:3.11-slim AS export
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /app
@@ -23,7 +24,7 @@ RUN pip install -r deploy/requirements.txt \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
 COPY classifier/ classifier/
 COPY routers/ routers/
-COPY --from=export /app/weights/*.json /app/weights/*.tflite weights/
+COPY --from=export /app/weights/*.json /app/weights/*.tflite /app/weights/*.npz weights/
 USER 10001:10001
 ENV CLASSIFIER_HOST=0.0.0.0 CLASSIFIER_PORT=5000 CLASSIFIER_WORKERS=1 CLASSIFIER_RUNTIME=litert
 EXPOSE 5000

@@ -1,8 +1,9 @@
 """The inference service: ``uvicorn classifier.app:app``.
 
-`create_app` builds the FastAPI app from `Settings`: it finds the models, mounts one prediction router per
-model, and loads the weights once when the server starts (see `classifier.registry`): in the background, or,
-with several workers, before the worker takes connections (the others serve meanwhile).
+`create_app` builds the FastAPI app from `Settings`: it finds the models, loads the input check (small: at once;
+a missing check stops the start unless ``CLASSIFIER_INPUT_CHECK=off``), mounts one prediction router per model,
+and loads the weights once when the server starts (see `classifier.registry`): in the background, or, with
+several workers, before the worker takes connections (the others serve meanwhile).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.requests import ClientDisconnect
 from classifier import __version__
 from classifier.errors import ServiceError, from_image_error
 from classifier.imaging import ImageError
+from classifier.input_check import load_input_check
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry, ServedModel
 from classifier.settings import Settings
@@ -33,13 +35,20 @@ DESCRIPTION = """Classifies chest X-rays and shows where the model looked (an at
 
 **Research models trained on small public datasets; not a diagnostic device.**
 
-Every refused request is answered with a 4xx and `{"detail": "..."}` saying what was wrong."""
+Every refused request is answered with a 4xx and `{"detail": "..."}` saying what was wrong. An image that does
+not look like a frontal chest X-ray is refused with 422 and `"kind": "not_a_chest_xray"` (see `input_check` in
+the answers and `CLASSIFIER_INPUT_CHECK`)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = ModelRegistry.discover(settings.models_dir, settings.models)
+    input_check = (
+        None
+        if settings.input_check == "off"
+        else load_input_check(settings.models_dir, settings.runtime, settings.model_threads)
+    )
     telemetry = PrometheusMetrics()
 
     @asynccontextmanager
@@ -65,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.input_check = input_check
     app.state.pool = InferencePool(
         settings.inference_threads, settings.max_in_flight, settings.retry_after_s, telemetry.in_flight.set
     )
@@ -100,7 +110,7 @@ def _add_error_handlers(app: FastAPI, telemetry: PrometheusMetrics) -> None:
 
     def refuse(error: ServiceError) -> JSONResponse:
         telemetry.errors.labels(error.kind).inc()
-        return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
+        return JSONResponse(error.body(), error.status_code, headers=error.headers)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:

@@ -6,7 +6,7 @@ request the service refuses, answered with its status code and JSON ``{"detail":
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from classifier.imaging import ImageError
@@ -27,6 +27,23 @@ class ServiceError(Exception):
         self.kind = kind
         self.detail = detail
         self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer (a batch's error entry adds it to its own fields)."""
+        return {"detail": self.detail}
+
+
+class NotAChestXrayError(ServiceError):
+    """An image the input check refused (`classifier.input_check`): 422 with the reason and the score."""
+
+    def __init__(self, reason: str, score: float, input_check: object):
+        super().__init__(422, "not_a_chest_xray", f"The image does not look like a frontal chest X-ray ({reason}).")
+        self.score = score
+        self.input_check = input_check
+        """The verdict as a prediction answer carries it (`classifier.schemas.InputCheckResult`): audited."""
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "kind": self.kind, "score": self.score}
 
 
 def from_image_error(exc: ImageError) -> ServiceError:

@@ -1,7 +1,8 @@
 """Export a trained Keras model for the light serving runtime: ``<name>.tflite`` beside ``<name>.keras``.
 
-The exported network returns ``{"probabilities", "attention"}`` for a float32 batch (n, size, size, 1),
-with the same float32 arithmetic as Keras (no quantisation), so both runtimes give the same predictions.
+The exported network returns ``{"probabilities", "attention", "features"}`` for a float32 batch (n, size, size,
+1) (`classifier.model.serving_network`; the input check, its own named outputs), with the same float32
+arithmetic as Keras (no quantisation), so both runtimes give the same predictions.
 `classifier.inference.load_model` serves it with LiteRT (``ai-edge-litert``) when it is present, which needs
 neither TensorFlow nor Keras at serving time. ``python -m classifier.export weights/pneumonia.keras``
 re-exports a shipped model by hand.
@@ -18,14 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from classifier.inference import OUTPUTS
-from classifier.model import with_attention
+from classifier.model import serving_network
 
 
 def export_litert(model: keras.Model, path: Path) -> Path:
-    """Write `model` with its attention output as a float32 LiteRT flatbuffer at `path` (``.tflite``)."""
-    network = keras.Model(model.input, dict(zip(OUTPUTS, with_attention(model).outputs, strict=True)))
-    network.export(
+    """Write `model` with its served outputs as a float32 LiteRT flatbuffer at `path` (``.tflite``)."""
+    serving_network(model).export(
         str(path),
         format="litert",
         verbose=False,

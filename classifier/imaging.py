@@ -17,7 +17,7 @@ import io
 import logging
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
@@ -117,6 +117,22 @@ class ImageTooLargeError(ImageError):
     status_code = 413
 
 
+HUE_SECTORS = 12
+"""Hues are counted in sectors of 30 degrees of the (Cb, Cr) plane, counter-clockwise from the +Cb axis."""
+CLEAR_CHROMA = 16.0
+"""Chroma (distance from gray in the (Cb, Cr) plane, in 8-bit levels) from which a pixel counts as clearly
+coloured: a tint of a few levels, or the noise of a gray picture stored as a colour JPEG, stays below it."""
+
+
+@dataclass(frozen=True)
+class DicomTags:
+    """What a DICOM header says about the image, upper-case and stripped ("" where it says nothing)."""
+
+    modality: str = ""
+    view_position: str = ""
+    body_part: str = ""
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """A decoded radiograph.
@@ -124,13 +140,31 @@ class DecodedImage:
     `pixels` is a 2-D float32 array in [0, 1], 0 black and 1 white as displayed,
     upright (EXIF orientation applied) and possibly reduced in size while
     decoding; `width`, `height` and `format` describe the image as received
-    (stored size, before any rotation).
+    (stored size, before any rotation). `hues` is the share of the image's
+    pixels that are clearly coloured (see `CLEAR_CHROMA`), by hue sector
+    (`HUE_SECTORS`): all zero for a gray image; `dicom` is a DICOM file's header
+    fields that say what the image shows.
     """
 
     pixels: np.ndarray
     width: int
     height: int
     format: str
+    hues: np.ndarray = field(default_factory=lambda: np.zeros(HUE_SECTORS, np.float32))
+    dicom: DicomTags | None = None
+
+    @property
+    def colourfulness(self) -> float:
+        """The share of clearly coloured pixels, whatever their hue."""
+        return float(self.hues.sum())
+
+    @property
+    def mixed_colour(self) -> float:
+        """The share of clearly coloured pixels outside the image's dominant quarter of hues (three adjacent
+        sectors): 0 for a gray picture and for a tinted one (a radiograph scanned or exported with a colour
+        cast), large for a photo or a colour chart."""
+        window = sum(np.roll(self.hues, -k) for k in range(HUE_SECTORS // 4))
+        return float(self.hues.sum() - window.max())
 
 
 def decode_image(data: bytes, *, min_side: int = 0, max_pixels: int = MAX_PIXELS) -> DecodedImage:
@@ -211,8 +245,8 @@ def _decode_pillow(data: bytes, min_side: int, max_pixels: int) -> DecodedImage:
     width, height = image.size
     _check_size(width, height, max_pixels)
     _check_decoding_cost(image, data)
-    if fmt in ("JPEG", "MPO"):  # decode as gray, scaled in the DCT domain
-        image.draft("L", (min_side, min_side) if min_side else None)
+    if fmt in ("JPEG", "MPO"):  # scaled in the DCT domain
+        image.draft(_jpeg_draft_mode(image), (min_side, min_side) if min_side else None)
         factor = _whole_factor(*image.size, min_side)
     else:
         factor = reduction_factor(width, height, min_side)
@@ -223,8 +257,20 @@ def _decode_pillow(data: bytes, min_side: int, max_pixels: int) -> DecodedImage:
         raise _pillow_bomb(max_pixels) from exc
     except _PILLOW_ERRORS as exc:
         raise CorruptImageError(f"The {fmt} image is truncated or corrupt and cannot be decoded.") from exc
+    if image.mode not in (*_GRAY_MODES, "P", "PA") and "transparency" not in image.info:
+        image, factor = _reduce(image, factor), 1  # reduced once, for its hues and its gray levels
+    hues = _pillow_hues(image, factor)
     pixels = _pillow_gray(image, fmt, factor)
-    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt)
+    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, hues=hues)
+
+
+def _jpeg_draft_mode(image: Image.Image) -> str:
+    """The mode libjpeg decodes a JPEG to: a colour JPEG's YCbCr as stored (its luma is the gray picture,
+    exactly as a gray decode gives it; its chroma the colour), or RGB where an Adobe JPEG stores RGB
+    (transform 0); gray stays gray (and CMYK, which libjpeg does not convert, CMYK)."""
+    if image.mode != "RGB":
+        return "L"
+    return "RGB" if image.info.get("adobe_transform", 1) == 0 else "YCbCr"
 
 
 def _pillow_bomb(max_pixels: int) -> ImageTooLargeError:
@@ -238,6 +284,64 @@ def _signature_format(data: bytes) -> str | None:
     return next((fmt for fmt in PILLOW_FORMATS if Image.OPEN[fmt][1](data[:16])), None)
 
 
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "F", *(m for m in Image.MODES if m.startswith("I;16")))
+
+
+def _pillow_hues(image: Image.Image, factor: int) -> np.ndarray:
+    """`hues` of a loaded Pillow image, counted on the image reduced by `factor` (zero for gray modes).
+
+    A palette image is sampled at that spacing (averaging palette indices means nothing); transparent
+    pixels count as black, as `_pillow_gray` composites them. Modes without a conversion to RGB (LAB)
+    count as gray: `_pillow_gray` refuses them.
+    """
+    mode = image.mode
+    if mode in _GRAY_MODES:
+        return np.zeros(HUE_SECTORS, np.float32)
+    try:
+        if mode in ("P", "PA"):
+            if _gray_palette(image):
+                return np.zeros(HUE_SECTORS, np.float32)
+            size = (max(1, image.width // factor), max(1, image.height // factor))
+            image = image.resize(size, Image.Resampling.NEAREST).convert("RGBA")
+        else:
+            image = _reduce(image, factor)
+        if "A" in image.getbands():  # composited on black, as `_pillow_gray` does
+            image = Image.composite(image, Image.new(image.mode, image.size), image.getchannel("A"))
+        ycbcr = image if image.mode == "YCbCr" else image.convert("RGB").convert("YCbCr")
+    except ValueError:
+        return np.zeros(HUE_SECTORS, np.float32)
+    return hue_shares(np.asarray(ycbcr.getchannel("Cb")), np.asarray(ycbcr.getchannel("Cr")))
+
+
+def _gray_palette(image: Image.Image) -> bool:
+    palette = np.frombuffer(bytes(image.getpalette("RGB") or b""), np.uint8).reshape(-1, 3)
+    return bool((palette == palette[:, :1]).all())
+
+
+def _hue_table() -> np.ndarray:
+    """Each (Cb, Cr) pair of 8-bit levels -> its hue sector, or `HUE_SECTORS` where it is not clearly coloured."""
+    cb, cr = np.meshgrid(np.arange(256) - 128.0, np.arange(256) - 128.0, indexing="ij")
+    sectors = (np.arctan2(cr, cb) % (2 * np.pi) * (HUE_SECTORS / (2 * np.pi))).astype(np.uint8) % HUE_SECTORS
+    return np.where(np.hypot(cb, cr) >= CLEAR_CHROMA, sectors, HUE_SECTORS).astype(np.uint8).ravel()
+
+
+_HUE_TABLE = _hue_table()
+
+
+def hue_shares(cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """The share of pixels clearly coloured (`CLEAR_CHROMA`), by hue sector, from their 8-bit Cb and Cr."""
+    pairs = (cb.astype(np.intp) << 8) | cr
+    counts = np.bincount(_HUE_TABLE.take(pairs.ravel()), minlength=HUE_SECTORS + 1)
+    return (counts[:HUE_SECTORS] / max(1, pairs.size)).astype(np.float32)
+
+
+def rgb_hues(rgb: np.ndarray) -> np.ndarray:
+    """`hue_shares` of (..., 3) RGB in 8-bit levels, by JPEG's conversion to Cb and Cr."""
+    chroma = rgb @ np.float32([[-0.168736, 0.5], [-0.331264, -0.418688], [0.5, -0.081312]]) + 128
+    levels = np.clip(np.rint(chroma), 0, 255).astype(np.uint8)
+    return hue_shares(levels[..., 0], levels[..., 1])
+
+
 def _pillow_gray(image: Image.Image, fmt: str, factor: int) -> np.ndarray:
     """Displayed gray levels in [0, 1] of a loaded Pillow image, whatever its mode and bit depth, reduced by `factor`.
 
@@ -245,6 +349,8 @@ def _pillow_gray(image: Image.Image, fmt: str, factor: int) -> np.ndarray:
     so that a transparent margin looks like the film's own edge rather than
     bright, dense tissue.
     """
+    if image.mode == "YCbCr":  # a colour JPEG decoded without conversion: its luma is the gray picture
+        image = image.getchannel("Y")
     mode = image.mode
     sixteen_bit = mode.startswith("I;16")
     target = "F" if sixteen_bit or mode in ("I", "F") else "LA" if image.has_transparency_data else "L"
@@ -358,6 +464,7 @@ def _decode_dicom(data: bytes, min_side: int, max_pixels: int) -> DecodedImage:
         raise CorruptImageError("The DICOM image is truncated or corrupt and cannot be decoded.") from exc
     if stored.ndim != (2 if photometric.startswith("MONOCHROME") else 3):
         raise CorruptImageError("The DICOM pixel data does not match its photometric interpretation.")
+    hues = np.zeros(HUE_SECTORS, np.float32)
     try:
         if photometric.startswith("MONOCHROME"):
             # Reducing the stored values before the rescale, LUT and window is several times faster than
@@ -367,9 +474,26 @@ def _decode_dicom(data: bytes, min_side: int, max_pixels: int) -> DecodedImage:
         else:
             rgb = stored.astype(np.float32) / np.iinfo(stored.dtype).max
             pixels = reduce_pixels(rgb @ np.float32([0.299, 0.587, 0.114]), min_side)
+            step = reduction_factor(width, height, min_side)  # hues are shares: a sample at that spacing will do
+            hues = rgb_hues(rgb[::step, ::step] * 255)
     except _DICOM_ERRORS as exc:
         raise CorruptImageError("The DICOM file's rescale, LUT or window settings are invalid.") from exc
-    return DecodedImage(pixels=_finite(pixels), width=width, height=height, format="DICOM")
+    return DecodedImage(
+        pixels=_finite(pixels), width=width, height=height, format="DICOM", hues=hues, dicom=_dicom_tags(ds)
+    )
+
+
+def _dicom_tags(ds: pydicom.Dataset) -> DicomTags:
+    """The header fields that say what the image shows; a malformed one says nothing."""
+
+    def text(keyword: str) -> str:
+        try:
+            value = ds.get(keyword)
+        except _DICOM_ERRORS:
+            return ""
+        return str(value).strip().upper()[:64] if isinstance(value, str) else ""
+
+    return DicomTags(modality=text("Modality"), view_position=text("ViewPosition"), body_part=text("BodyPartExamined"))
 
 
 def _check_dicom_codestream(ds: pydicom.Dataset, width: int, height: int, frames: int) -> None:

@@ -8,6 +8,10 @@ from keras import layers, ops
 from classifier.preprocessing import IMAGE_SIZE
 
 ATTENTION_LAYER = "attention"
+POOLING_LAYER = "gated_pooling"
+SERVED_OUTPUTS = ("probabilities", "attention", "features")
+"""What a served model returns for a batch: class probabilities, attention maps, and the pooled features the
+model decided on (`model_typicality` compares them with the training set's)."""
 
 
 @keras.saving.register_keras_serializable(package="classifier")
@@ -68,7 +72,7 @@ def build_model(
     features = x
     attention = layers.Conv2D(64, 1, activation="relu", name="attention_hidden")(features)
     attention = layers.Conv2D(1, 1, activation="sigmoid", name=ATTENTION_LAYER)(attention)
-    x = GatedAveragePooling(name="gated_pooling")([features, attention])
+    x = GatedAveragePooling(name=POOLING_LAYER)([features, attention])
     x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(64, activation="relu", name="head_dense")(x)
     outputs = layers.Dense(len(classes), activation="softmax", name="probabilities")(x)
@@ -96,3 +100,32 @@ def ensemble(members: list[keras.Model], name: str) -> keras.Model:
     probabilities = layers.Average(name="probabilities")([p for p, _ in outputs])
     attention = layers.Average(name=ATTENTION_LAYER)([a for _, a in outputs])
     return keras.Model(inputs, [probabilities, attention], name=name)
+
+
+def serving_network(model: keras.Model) -> keras.Model:
+    """`model` returning `SERVED_OUTPUTS` by name, what the service runs (exported or in Keras).
+
+    For an average of fold networks (`ensemble`) the probabilities and attention maps are averaged, as the
+    ensemble does, and the features are each fold network's, side by side. A model whose outputs are already
+    named (the input check's) is served as it is.
+    """
+    if isinstance(model.output, dict):
+        return model
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    outputs = [
+        keras.Model(
+            member.input,
+            [member.outputs[0], member.get_layer(ATTENTION_LAYER).output, member.get_layer(POOLING_LAYER).output],
+        )(inputs)
+        for member in members
+    ]
+    if len(outputs) == 1:
+        served = outputs[0]
+    else:
+        served = [
+            layers.Average(name="probabilities")([p for p, _, _ in outputs]),
+            layers.Average(name=ATTENTION_LAYER)([a for _, a, _ in outputs]),
+            layers.Concatenate(name="features")([f for _, _, f in outputs]),
+        ]
+    return keras.Model(inputs, dict(zip(SERVED_OUTPUTS, served, strict=True)), name=model.name)

@@ -19,6 +19,7 @@ import numpy as np
 from classifier.card import ModelCard
 from classifier.errors import ServiceError, UserError
 from classifier.inference import LoadedModel, ModelFileError, Runtime, load_model
+from classifier.input_check import CHECK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,15 @@ class ModelRegistry:
     @classmethod
     def discover(cls, folder: Path, names: list[str]) -> ModelRegistry:
         """`names` from `folder`, or every model there: a card ``<name>.json`` with ``<name>.keras`` or ``.tflite``."""
-        found = sorted(card.stem for card in folder.glob("*.json") if _has_network(folder, card.stem))
+        found = sorted(
+            card.stem for card in folder.glob("*.json") if card.stem != CHECK_NAME and _has_network(folder, card.stem)
+        )
         models = []
         for name in names or found:
-            if not _MODEL_NAME.fullmatch(name):
-                raise UserError(f"model name {name!r} must be lower-case letters, digits, '-' or '_'")
+            if not _MODEL_NAME.fullmatch(name) or name == CHECK_NAME:
+                raise UserError(
+                    f"model name {name!r} must be lower-case letters, digits, '-' or '_', and not {CHECK_NAME}"
+                )
             path, card_path = folder / f"{name}.keras", folder / f"{name}.json"
             if not (card_path.is_file() and _has_network(folder, name)):
                 raise ModelFileError(f"no model {name!r}: {folder} needs {name}.json and {name}.keras or .tflite")

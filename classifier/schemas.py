@@ -19,6 +19,36 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong", examples=["the data is not an image in a supported format"])
 
 
+class Refusal(ErrorResponse):
+    """A refused image: `kind` and `score` only when the input check refused it."""
+
+    kind: str | None = Field(None, description="`not_a_chest_xray` when the input check refused the image")
+    score: float | None = Field(None, description="the input check's score (see `input_check.score`)")
+
+
+class InputCheckResult(BaseModel):
+    """The input check's verdict (`CLASSIFIER_INPUT_CHECK`): is this a frontal chest X-ray like the training
+    ones? With ``refuse`` (the default) an answer always has ``chest_xray`` true: a refused image is a 422."""
+
+    chest_xray: bool = Field(description="false: the check would refuse it (only answered with `flag`)")
+    score: float = Field(
+        ge=0,
+        le=1,
+        description="how typical of the training radiographs, higher = more typical: the share of held-out "
+        "radiographs less typical than this image; 0 when a hard rule (colour, DICOM modality or view) refused it",
+    )
+    threshold: float = Field(description="a score below it is refused")
+    reason: str | None = Field(None, description="why the check refused it, in plain words; null when accepted")
+    model_typicality: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="how typical of this model's own training images (the share of its held-out training-like "
+        "images less typical); null without the model's statistics. Low: the model saw few like it -- not that "
+        "the image is bad",
+    )
+
+
 class ModelRef(BaseModel):
     name: str = Field(examples=["pneumonia"])
     version: str = Field(examples=["2026.11.23"])
@@ -43,7 +73,7 @@ class AttentionMap(BaseModel):
     )
 
 
-class BatchError(BaseModel):
+class BatchError(Refusal):
     """An image of a batch that could not be classified; the other images still are."""
 
     filename: str | None = Field(None, description="the part's file name")
@@ -104,8 +134,9 @@ class PredictionAnswer(BaseModel):
         probabilities: dict[str, float],
         image: ImageInfo,
         attention_map: AttentionMap | None = None,
+        input_check: InputCheckResult | None = None,
     ) -> PredictionAnswer:
-        """The answer for one image; `attention_map` is left out (unset) unless given."""
+        """The answer for one image; `attention_map` and `input_check` are left out (unset) unless given."""
         values: dict[str, Any] = {"predicted_class": predicted_class, "probabilities": probabilities}
         if cls.positive_class:
             values[positive_field(cls.positive_class)] = probabilities[cls.positive_class]
@@ -114,6 +145,8 @@ class PredictionAnswer(BaseModel):
             "model": ModelRef(name=cls.served_name, version=cls.card.version),
             "image": image,
         }
+        if input_check is not None:
+            values["input_check"] = input_check
         if attention_map is not None:
             values["attention_map"] = attention_map
         return cls(**values)
@@ -123,7 +156,10 @@ class PredictionAnswer(BaseModel):
         """An answer as `/docs` shows it: the last class chosen with probability 0.9."""
         classes = cls.card.classes
         probabilities = {c: round(0.1 / (len(classes) - 1), 4) for c in classes[:-1]} | {classes[-1]: 0.9}
-        answer = cls.build(classes[-1], probabilities, ImageInfo(width=1024, height=896, format="JPEG"))
+        check = InputCheckResult(chest_xray=True, score=0.62, threshold=0.005, model_typicality=0.48)
+        answer = cls.build(
+            classes[-1], probabilities, ImageInfo(width=1024, height=896, format="JPEG"), input_check=check
+        )
         return answer.model_dump(mode="json", exclude_unset=True)
 
 
@@ -144,6 +180,10 @@ def prediction_schema(served: ServedModel) -> type[PredictionAnswer]:
         "threshold": (float | None, Field(description="decision threshold on the positive class's probability")),
         "model": (ModelRef, ...),
         "image": (ImageInfo, ...),
+        "input_check": (
+            InputCheckResult | None,
+            Field(None, description="the input check's verdict; absent with CLASSIFIER_INPUT_CHECK=off"),
+        ),
         "attention_map": (AttentionMap | None, Field(None, description="only with `?attention=true`")),
     }
     schema = create_model(

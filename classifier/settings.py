@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from classifier.imaging import MAX_PIXELS
 from classifier.inference import Runtime
+from classifier.input_check import InputCheckMode
 from classifier.paths import WEIGHTS_DIR
 
 MIB = 1024 * 1024
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     models_dir: Path = Field(WEIGHTS_DIR, description="folder holding <name>.keras and its card <name>.json")
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="models to serve; empty serves every model in models_dir"
+    )
+    input_check: InputCheckMode = Field(
+        "refuse",
+        description="images the input check says are not frontal chest X-rays: answered 422 (refuse), classified "
+        "with input_check.chest_xray false (flag), or not checked at all (off); refuse and flag need the check's "
+        "files (input-check.*) in models_dir",
     )
     max_upload_mb: float = Field(20.0, gt=0, description="largest request body, in MiB (413 beyond)")
     max_pixels: int = Field(MAX_PIXELS, gt=0, description="largest image, in pixels, checked before decoding (413)")
@@ -67,10 +74,12 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("input_check", "log_level", mode="before")
     @classmethod
-    def upper_case(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+    def known_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("api_keys_file")
     @classmethod

@@ -1,7 +1,8 @@
 """`Train`: get a dataset, train the attention CNN on it, and deploy the weights with a model card.
 
 Each step hands the next a frozen result: ``get_data() -> DataSplit``, ``train(split) -> FittedRun``,
-``deploy_model(run) -> Path``; ``run()`` chains them.
+``deploy_model(run) -> Path``; ``run()`` chains them. `write_typicality` recomputes a deployed model's
+``<name>.typicality.npz`` (`model_typicality`), which `deploy_model` writes too.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from classifier.data import (
     split_by_group,
 )
 from classifier.datasets import DatasetSpec, get_dataset
+from classifier.density import FeatureDensity
 from classifier.errors import UserError
 from classifier.export import export_litert
-from classifier.model import build_model, ensemble, with_attention
+from classifier.inference import TYPICALITY_SUFFIX
+from classifier.model import build_model, ensemble, serving_network, with_attention
 from classifier.paths import DATA_DIR, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,20 @@ class ValidationAUC(keras.callbacks.Callback):
             logs["val_auc"], logs["val_worst_group_auc"] = auc, worst
         shown = " ".join(f"{group} {value:.4f}" for group, value in by_group.items())
         log.info("epoch %d: val_auc %.4f (%s)", epoch + 1, auc, shown)
+
+
+def typicality_statistics(
+    model: keras.Model, split: DataSplit, training_rows: np.ndarray, reference_rows: np.ndarray
+) -> FeatureDensity:
+    """The Gaussian of the served pooled features of `split`'s training rows, with the distances of the
+    reference rows (the fitted rows themselves when they are the same) as `model_typicality`'s reference."""
+    network = serving_network(model)
+
+    def features(rows: np.ndarray) -> np.ndarray:
+        return network.predict(split.images[rows], batch_size=256, verbose=0)["features"]
+
+    same = np.array_equal(training_rows, reference_rows)
+    return FeatureDensity.fit(features(training_rows), None if same else features(reference_rows))
 
 
 def ema_momentum(steps_per_epoch: int) -> float:
@@ -319,6 +336,9 @@ class Train:
         plot_files = plots.write_plots(self.weights_dir, self.dataset, run, validation, self.spec.classes)
         run.model.save(stem.with_suffix(".keras"))
         export_litert(run.model, stem.with_suffix(".tflite"))
+        typicality_statistics(run.model, run.split, run.training_rows, run.validation_rows).save(
+            self.weights_dir / f"{self.dataset}{TYPICALITY_SUFFIX}"
+        )
         card = build_card(
             self.spec,
             run,
@@ -331,6 +351,19 @@ class Train:
         card.save(stem.with_suffix(".json"))
         log.info("deployed %s", stem.with_suffix(".keras"))
         return stem.with_suffix(".keras")
+
+    def write_typicality(self) -> Path:
+        """Recompute the deployed model's training split (same data, seed and split as its training) and write
+        ``<weights_dir>/<dataset>.typicality.npz``: the Gaussian of its training images' pooled features, with
+        the validation images as the reference (every image when cross-validated: each fold saw most of them)."""
+        path = self.weights_dir / f"{self.dataset}.keras"
+        if not path.is_file():
+            raise UserError(f"{path} not found: train it first (python -m classifier train --dataset {self.dataset})")
+        split = self.get_data()
+        every_row = np.arange(len(split.examples))
+        training, reference = (every_row, every_row) if self.folds else (split.train, split.validation)
+        density = typicality_statistics(keras.saving.load_model(path), split, training, reference)
+        return density.save(self.weights_dir / f"{self.dataset}{TYPICALITY_SUFFIX}")
 
     def hyperparameters(self) -> dict[str, float | int | str]:
         """The training recipe, as the model card records it."""

@@ -1,5 +1,5 @@
-"""What the routes get injected: the settings, models, inference pool and metrics the app was built with, and
-the API key check.
+"""What the routes get injected: the settings, models, input check, inference pool and metrics the app was built
+with, and the API key check.
 
 The getters are coroutines: FastAPI runs a plain function dependency in a worker thread, a hop per
 dependency per request.
@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from classifier.errors import ServiceError
+from classifier.input_check import InputChecker
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
 from classifier.settings import Settings
@@ -28,6 +29,11 @@ async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+async def get_input_check(request: Request) -> InputChecker | None:
+    """The input check, or None with ``CLASSIFIER_INPUT_CHECK=off``."""
+    return request.app.state.input_check
+
+
 async def get_pool(request: Request) -> InferencePool:
     return request.app.state.pool
 
@@ -38,6 +44,7 @@ async def get_metrics(request: Request) -> PrometheusMetrics:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+InputCheckDep = Annotated[InputChecker | None, Depends(get_input_check)]
 PoolDep = Annotated[InferencePool, Depends(get_pool)]
 MetricsDep = Annotated[PrometheusMetrics, Depends(get_metrics)]
 

@@ -1,4 +1,4 @@
-"""The served models' cards."""
+"""The served models' cards, and the input check's."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from fastapi import APIRouter
 
 from classifier.card import ModelCard
 from classifier.errors import ServiceError
+from classifier.input_check import CHECK_NAME, CheckCard
 from classifier.schemas import ErrorResponse, ModelInfo, model_info
-from routers.dependencies import RegistryDep
+from routers.dependencies import InputCheckDep, RegistryDep
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -15,6 +16,17 @@ router = APIRouter(prefix="/models", tags=["models"])
 @router.get("", summary="Every served model: classes, threshold, input size, validation scores")
 async def list_models(registry: RegistryDep) -> list[ModelInfo]:
     return [model_info(served) for served in registry]
+
+
+@router.get(
+    f"/{CHECK_NAME}",
+    summary="The input check's card: what it was trained on, its threshold and its validation figures",
+    responses={404: {"model": ErrorResponse, "description": "the check is off (CLASSIFIER_INPUT_CHECK=off)"}},
+)
+async def input_check_card(check: InputCheckDep) -> CheckCard:
+    if check is None:
+        raise ServiceError(404, "unknown_model", "the input check is off (CLASSIFIER_INPUT_CHECK=off)")
+    return check.card
 
 
 @router.get(

@@ -1,9 +1,9 @@
 """Prediction routes, written once and mounted per model: ``/pneumonia/predict``, ``/covid/predict``, ...
 
 When the inference pool is full a request is refused with 503 before its body is read. Otherwise the body is
-read from the raw request stream (`classifier.uploads`), the decoding and inference run in the bounded inference
-pool, and a refused upload is a 4xx with ``{"detail": "..."}``. Each image classified or refused leaves an audit
-record (`classifier.audit`).
+read from the raw request stream (`classifier.uploads`), the decoding, input check and inference run in the
+bounded inference pool, and a refused upload is a 4xx with ``{"detail": "..."}``. Each image classified or
+refused leaves an audit record (`classifier.audit`).
 """
 
 from __future__ import annotations
@@ -15,27 +15,37 @@ from fastapi import APIRouter, Query, Request
 
 from classifier.audit import Fingerprint, audit
 from classifier.errors import ServiceError
+from classifier.input_check import InputChecker
 from classifier.pool import InferencePool
 from classifier.registry import ServedModel
 from classifier.results import classify
-from classifier.schemas import BatchError, ErrorResponse, PredictionAnswer, batch_item_schema, prediction_schema
+from classifier.schemas import (
+    BatchError,
+    ErrorResponse,
+    PredictionAnswer,
+    Refusal,
+    batch_item_schema,
+    prediction_schema,
+)
 from classifier.settings import Settings
 from classifier.telemetry import PrometheusMetrics
 from classifier.uploads import IMAGE_FIELD, DataUrlImage, Upload, UploadLimits, read_images
-from routers.dependencies import MetricsDep, PoolDep, SettingsDep
+from routers.dependencies import InputCheckDep, MetricsDep, PoolDep, SettingsDep
 
 Attention = Annotated[
     bool, Query(description="also return `attention_map`: the heatmap overlaid on the image, and its raw grid")
 ]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
+    status: {"model": Refusal if status == 422 else ErrorResponse, "description": description}
     for status, description in {
         400: "empty body, not an image, a truncated or corrupt image, or a malformed form",
         408: "the body did not arrive in time",
         413: "the body, the image (in pixels) or the number of images is over its limit",
         415: "the body or the image is of an unsupported type",
-        422: f"no {IMAGE_FIELD!r} field, or a JSON body without an image data URL",
+        422: "the image does not look like a frontal chest X-ray (`kind`: `not_a_chest_xray`, with the input "
+        f"check's `score`; with CLASSIFIER_INPUT_CHECK=refuse), no {IMAGE_FIELD!r} field, or a JSON body without an "
+        "image data URL",
         503: "busy (too many predictions in flight) or the model is still loading; see Retry-After",
     }.items()
 }
@@ -69,15 +79,25 @@ def prediction_router(served: ServedModel) -> APIRouter:
         uploads: list[Upload],
         attention: bool,
         settings: Settings,
+        check: InputChecker | None,
         pool: InferencePool,
         metrics: PrometheusMetrics,
     ) -> list[PredictionAnswer | ServiceError]:
-        """Classify the uploads in the pool, counting predictions by class and auditing each image."""
+        """Check and classify the uploads in the pool, counting predictions by class and auditing each image."""
         model = served.require(settings.retry_after_s)
         images = [u.data for u in uploads]
+        refuse = settings.input_check == "refuse"
 
         def job() -> tuple[list[PredictionAnswer | ServiceError], list[Fingerprint]]:
-            answers = classify(Prediction, model, images, max_pixels=settings.max_pixels, attention=attention)
+            answers = classify(
+                Prediction,
+                model,
+                images,
+                max_pixels=settings.max_pixels,
+                attention=attention,
+                check=check,
+                refuse=refuse,
+            )
             return answers, [Fingerprint.of(image) for image in images]
 
         started = time.perf_counter()
@@ -101,11 +121,16 @@ def prediction_router(served: ServedModel) -> APIRouter:
         openapi_extra=_request_body(batch=False),
     )
     async def predict(
-        request: Request, settings: SettingsDep, pool: PoolDep, metrics: MetricsDep, attention: Attention = False
+        request: Request,
+        settings: SettingsDep,
+        check: InputCheckDep,
+        pool: PoolDep,
+        metrics: MetricsDep,
+        attention: Attention = False,
     ) -> Any:
         pool.check_capacity()  # a busy refusal before reading the body costs no parsing
         uploads = await read_images(request, _limits(settings, max_images=1))
-        [answer] = await run(request, uploads, attention, settings, pool, metrics)
+        [answer] = await run(request, uploads, attention, settings, check, pool, metrics)
         if isinstance(answer, ServiceError):
             raise answer
         return answer
@@ -122,16 +147,21 @@ def prediction_router(served: ServedModel) -> APIRouter:
         openapi_extra=_request_body(batch=True),
     )
     async def predict_batch(
-        request: Request, settings: SettingsDep, pool: PoolDep, metrics: MetricsDep, attention: Attention = False
+        request: Request,
+        settings: SettingsDep,
+        check: InputCheckDep,
+        pool: PoolDep,
+        metrics: MetricsDep,
+        attention: Attention = False,
     ) -> Any:
         pool.check_capacity()  # a busy refusal before reading the body costs no parsing
         uploads = await read_images(request, _limits(settings, settings.max_batch_images), allow_json=False)
-        answers = await run(request, uploads, attention, settings, pool, metrics)
+        answers = await run(request, uploads, attention, settings, check, pool, metrics)
         results = []
         for upload, answer in zip(uploads, answers, strict=True):
             if isinstance(answer, ServiceError):
                 metrics.errors.labels(answer.kind).inc()
-                item = BatchError(filename=upload.filename, status_code=answer.status_code, detail=answer.detail)
+                item = BatchError(filename=upload.filename, status_code=answer.status_code, **answer.body())
             else:
                 item = BatchPrediction(**answer.model_dump(exclude_unset=True), filename=upload.filename)
             results.append(item)

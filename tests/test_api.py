@@ -21,6 +21,7 @@ from classifier.app import create_app
 from classifier.card import ModelCard
 from classifier.errors import ServiceError, UserError
 from classifier.inference import ModelFileError
+from classifier.input_check import CHECK_NAME
 from classifier.overlay import OVERLAY_SIDE, heat_colours, overlay_png
 from classifier.pool import InferencePool
 from classifier.registry import ModelRegistry
@@ -77,7 +78,7 @@ def test_with_several_workers_a_worker_starts_serving_once_its_models_are_loaded
 def test_a_model_that_fails_to_load_keeps_readyz_at_503(trained_weights: Path, tmp_path: Path) -> None:
     shutil.copy(trained_weights / "pneumonia.json", tmp_path / "pneumonia.json")
     (tmp_path / "pneumonia.keras").write_bytes(b"not a keras file")
-    with TestClient(create_app(Settings(models_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(models_dir=tmp_path, input_check="off"))) as client:
         deadline = time.monotonic() + 30
         while client.get("/readyz").json()["models"]["pneumonia"] == "loading":
             assert time.monotonic() < deadline
@@ -89,7 +90,7 @@ def test_a_model_that_fails_to_load_keeps_readyz_at_503(trained_weights: Path, t
 
 
 def test_no_models_is_not_ready(tmp_path: Path) -> None:
-    client = TestClient(create_app(Settings(models_dir=tmp_path)))
+    client = TestClient(create_app(Settings(models_dir=tmp_path, input_check="off")))
     assert client.get("/readyz").status_code == 503
     assert client.get("/models").json() == []
 
@@ -105,6 +106,7 @@ def test_predict_multipart_image_file(client: TestClient, card: ModelCard) -> No
         "threshold",
         "model",
         "image",
+        "input_check",
     }
     assert set(body["probabilities"]) == {"normal", "pneumonia"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -359,7 +361,7 @@ def test_serve_runs_one_worker_itself_and_supervises_several(monkeypatch: pytest
 def test_a_three_class_model_is_served_beside_without_code(trained_weights: Path, tmp_path: Path) -> None:
     from classifier.model import build_model
 
-    for path in trained_weights.glob("pneumonia.*"):
+    for path in [*trained_weights.glob("pneumonia.*"), *trained_weights.glob(f"{CHECK_NAME}.*")]:
         shutil.copy(path, tmp_path / path.name)
     classes = ["covid", "normal", "viral_pneumonia"]
     build_model(tuple(classes), name="covid").save(tmp_path / "covid.keras")
@@ -371,7 +373,7 @@ def test_a_three_class_model_is_served_beside_without_code(trained_weights: Path
         wait_until_ready(client)
         assert client.get("/readyz").json()["models"] == {"covid": "ready", "pneumonia": "ready"}
         body = client.post("/covid/predict", files=upload()).json()
-        assert set(body) == {"predicted_class", "probabilities", "threshold", "model", "image"}
+        assert set(body) == {"predicted_class", "probabilities", "threshold", "model", "image", "input_check"}
         assert list(body["probabilities"]) == classes and body["threshold"] is None
         assert body["predicted_class"] == max(body["probabilities"], key=body["probabilities"].get)
         assert "pneumonia_probability" in client.post("/pneumonia/predict", files=upload()).json()

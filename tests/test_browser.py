@@ -6,11 +6,14 @@ The page must work offline: every request it makes goes to the server itself.
 from __future__ import annotations
 
 import base64
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from classifier.app import create_app
@@ -133,6 +136,36 @@ def test_a_refused_upload_shows_the_servers_reason(browser: Browser, base_url: s
     assert "notes.txt" in page.inner_text("#error") and "image" in page.inner_text("#error")
     assert page.is_hidden("#result")
     page.close()
+
+
+def test_an_image_that_is_not_an_xray_shows_as_a_refusal(browser: Browser, base_url: str, tmp_path: Path) -> None:
+    page = browser.new_page()  # the 422 is logged to the console as a failed resource: expected here
+    page.goto(base_url)
+    photo = tmp_path / "holiday.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).resize((320, 240)).save(photo)
+    page.set_input_files("#file", photo)
+    page.wait_for_selector("#refusal:not([hidden])", timeout=15_000)
+    assert "does not look like a frontal chest X-ray" in page.inner_text("#refusal")
+    assert "colour image" in page.inner_text("#refusal-reason") and "score 0.000" in page.inner_text("#refusal-score")
+    assert page.is_hidden("#result") and page.is_hidden("#error")  # no class, no bars, no heat map
+    page.screenshot(path=tmp_path / "web-page-refusal.png", full_page=True)
+    page.set_input_files("#file", FIXTURE)  # an X-ray next: the refusal goes
+    wait_for_result(page)
+    assert page.is_hidden("#refusal") and page.is_hidden("#check-warning")
+    page.close()
+
+
+def test_the_page_opens_on_the_pneumonia_model(browser: Browser, trained_weights: Path, tmp_path: Path) -> None:
+    for path in trained_weights.iterdir():  # a second model that sorts first: the page still opens on pneumonia
+        shutil.copy(path, tmp_path / path.name.replace("pneumonia.", "atelectasis.", 1))
+        shutil.copy(path, tmp_path)
+    with serving(create_app(Settings(models_dir=tmp_path))) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#model-picker:not([hidden])", timeout=15_000)
+        assert page.input_value("#model") == "pneumonia"
+        page.close()
 
 
 def test_the_page_asks_for_the_api_key_once_per_browser_session(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier.input_check import CHECK_NAME
 from classifier.paths import PROJECT_ROOT
 from tests.helpers import FIXTURES, free_port, healthcheck_command, parse_dockerfile
 
@@ -96,7 +97,8 @@ def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path,
     context = tmp_path / "context"  # the build context, with the test's model as weights/
     copy_into([str(PROJECT_ROOT / name) for name in ("classifier", "routers", "requirements.txt")], context)
     copy_into([str(PROJECT_ROOT / "deploy/requirements.txt")], context / "deploy")
-    copy_into([str(path) for path in trained_weights.glob("pneumonia.*")], context / "weights")
+    shipped = [*trained_weights.glob("pneumonia.*"), *trained_weights.glob(f"{CHECK_NAME}.*")]
+    copy_into([str(path) for path in shipped], context / "weights")
 
     built: dict[str, Path] = {}
     for stage in builders:
@@ -132,6 +134,7 @@ def test_serving_stage_installs_starts_predicts_and_stops(trained_weights: Path,
         answer = predict(f"http://127.0.0.1:{port}/pneumonia/predict", FIXTURES / "normal_1.jpeg")
         assert answer["predicted_class"] in ("normal", "pneumonia")
         assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert answer["input_check"]["chest_xray"] is True and answer["input_check"]["model_typicality"] is not None
         subprocess.run(healthcheck_command(serving), cwd=app, env=env, check=True, timeout=10)
     finally:
         server.send_signal(signal.SIGTERM)

@@ -24,9 +24,11 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 
 from classifier.imaging import (
+    HUE_SECTORS,
     MAX_JPEG_SCANS,
     CorruptImageError,
     DecodedImage,
+    DicomTags,
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
@@ -342,6 +344,97 @@ def test_real_world_dicom_files_decode_or_are_refused_cleanly(path: Path) -> Non
         assert error.status_code in (400, 415)
     else:
         assert decoded.pixels.ndim == 2 and np.isfinite(decoded.pixels).all()
+
+
+# Colour and DICOM header fields: what the input check reads besides the gray levels.
+
+
+def sector(rgb: tuple[int, int, int]) -> int:
+    """The hue sector of a colour, by JPEG's RGB -> (Cb, Cr) conversion."""
+    r, g, b = rgb
+    cb, cr = -0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b
+    return int((np.arctan2(cr, cb) % (2 * np.pi)) // (2 * np.pi / HUE_SECTORS))
+
+
+def quarters(size: tuple[int, int] = (320, 280)) -> Image.Image:
+    """A colour picture: a red, a blue and a green quarter, and a gray one."""
+    image = Image.new("RGB", size, (128, 128, 128))
+    width, height = size
+    image.paste((200, 30, 30), (0, 0, width // 2, height // 2))
+    image.paste((30, 30, 200), (width // 2, 0, width, height // 2))
+    image.paste((30, 200, 30), (0, height // 2, width // 2, height))
+    return image
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_a_gray_picture_has_no_colour_in_any_encoding(name: str, gray: Image.Image) -> None:
+    _, encoder = ENCODINGS[name]
+    decoded = decode_image(encoder(gray), min_side=128)
+    assert decoded.hues.shape == (HUE_SECTORS,) and decoded.colourfulness == 0.0
+    assert decoded.dicom is None
+
+
+COLOUR_ENCODINGS: dict[str, Callable[[Image.Image], bytes]] = {
+    "jpeg": lambda im: encode(im, "JPEG", quality=90),
+    "jpeg stored as rgb (adobe)": lambda im: encode(im, "JPEG", quality=90, keep_rgb=True),
+    "jpeg cmyk": lambda im: encode(im.convert("CMYK"), "JPEG", quality=90),
+    "png": lambda im: encode(im, "PNG"),
+    "png rgba": lambda im: encode(with_alpha(im), "PNG"),
+    "png palette": lambda im: encode(im.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+    "png 16-bit rgb": lambda im: png(np.asarray(im).astype(np.uint16) * 257, 2),
+    "gif": lambda im: encode(im, "GIF"),
+    "bmp": lambda im: encode(im, "BMP"),
+    "tiff": lambda im: encode(im, "TIFF"),
+    "webp": lambda im: encode(im, "WEBP", quality=90),
+    "dicom rgb": lambda im: dicom(np.asarray(im), "RGB"),
+}
+
+
+@pytest.mark.parametrize("name", COLOUR_ENCODINGS)
+@pytest.mark.parametrize("min_side", [0, 64])
+def test_hues_are_the_shares_of_clearly_coloured_pixels(name: str, min_side: int) -> None:
+    decoded = decode_image(COLOUR_ENCODINGS[name](quarters()), min_side=min_side)
+    expected = np.zeros(HUE_SECTORS)
+    for colour in ((200, 30, 30), (30, 30, 200), (30, 200, 30)):
+        expected[sector(colour)] += 0.25
+    np.testing.assert_allclose(decoded.hues, expected, atol=0.03)
+    assert decoded.colourfulness == pytest.approx(0.75, abs=0.03)
+
+
+def test_large_colour_jpegs_are_decoded_to_the_same_gray_as_before(gray: Image.Image) -> None:
+    """A colour JPEG is decoded as stored, luma and chroma: the luma is exactly the gray decode."""
+    picture = quarters((2000, 1700))
+    picture.paste(gray.resize((1000, 850)), (1000, 850))
+    data = encode(picture, "JPEG", quality=90)
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("L", (128, 128))  # 1/8: 250 x 213
+        expected = np.asarray(image, np.float32) / 255
+    decoded = decode_image(data, min_side=128)
+    np.testing.assert_array_equal(decoded.pixels, expected)
+    assert decoded.colourfulness == pytest.approx(0.75, abs=0.02)
+
+
+def test_a_tint_or_a_small_coloured_mark_is_not_colour(gray: Image.Image) -> None:
+    tinted = np.clip(np.asarray(as_rgb(gray), np.int16) + np.int16([8, 2, -6]), 0, 255).astype(np.uint8)
+    assert decode_image(encode(Image.fromarray(tinted), "PNG")).colourfulness == 0.0
+    marked = as_rgb(gray)
+    marked.paste((255, 0, 0), (20, 20, 52, 29))  # a red arrow: 288 pixels, 0.3% of the image
+    assert decode_image(encode(marked, "PNG")).colourfulness == pytest.approx(288 / (320 * 281), abs=1e-4)
+
+
+def test_transparent_colour_counts_as_black() -> None:
+    picture = with_alpha(quarters())
+    picture.putalpha(0)
+    assert decode_image(encode(picture, "PNG")).colourfulness == 0.0
+
+
+def test_dicom_header_fields_are_read(values: np.ndarray) -> None:
+    data = dicom(values, bits_stored=12, Modality="CT", ViewPosition="ll ", BodyPartExamined="Chest")
+    assert decode_image(data).dicom == DicomTags(modality="CT", view_position="LL", body_part="CHEST")
+    assert decode_image(dicom(values, bits_stored=12)).dicom == DicomTags()
+    # Modality written as a sequence instead of a code string: it says nothing, and the image still decodes
+    malformed = dicom(values, bits_stored=12, Modality="DX").replace(b"CS\x02\x00DX", b"SQ\x00\x00\x02\x00\x00\x00DX")
+    assert decode_image(malformed).dicom == DicomTags()
 
 
 # Hostile and broken uploads.

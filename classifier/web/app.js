@@ -7,6 +7,7 @@ const percent = (p) => `${(100 * p).toFixed(1)}\u00a0%`;
 const display = (name) => name.replaceAll("_", " "); // viral_pneumonia -> viral pneumonia
 const width = (p) => `${(100 * p).toFixed(2)}%`;
 const KEY_STORE = "classifier-api-key"; // sessionStorage: forgotten when the tab closes
+const MAIN_MODEL = "pneumonia"; // the model the page opens on, when served
 let models = [];
 let currentFile = null;
 let shownImage = null;
@@ -58,6 +59,7 @@ async function loadModels() {
   for (const model of models) {
     select.append(new Option(`${model.name} (${model.version})`, model.name));
   }
+  if (models.some((m) => m.name === MAIN_MODEL)) select.value = MAIN_MODEL;
   describeModel();
   $("model-picker").hidden = models.length < 2;
   if (!models.length) showError("No model is served: train one and restart the server.");
@@ -81,6 +83,7 @@ async function classify(file) {
   if (!file || !model) return;
   $("error").hidden = true;
   $("result").hidden = true;
+  $("refusal").hidden = true;
   $("status").textContent = `Classifying ${file.name}…`;
   const form = new FormData();
   form.append("image_file", file);
@@ -95,11 +98,23 @@ async function classify(file) {
     return;
   }
   $("status").textContent = "";
+  if (body.kind === "not_a_chest_xray") {
+    showRefusal(body, file);
+    return;
+  }
   if (!response.ok) {
     showError(`${file.name}: ${body.detail || response.statusText}`);
     return;
   }
   render(model, body, file);
+}
+
+function showRefusal(refusal, file) {
+  // a refusal, not a result: no class, no bars, no heat map
+  $("refusal-reason").textContent = `${file.name}: ${refusal.detail}`;
+  $("refusal-score").textContent =
+    `Input check score ${refusal.score.toFixed(3)} (0: unlike any training radiograph, 1: typical of them).`;
+  $("refusal").hidden = false;
 }
 
 function render(model, answer, file) {
@@ -109,6 +124,11 @@ function render(model, answer, file) {
   $("summary").textContent =
     `${answer.model.name} model ${answer.model.version} · ${image.format} ${image.width}×${image.height}` +
     (answer.threshold == null ? "" : ` · threshold ${answer.threshold.toFixed(2)} on ${display(model.positive_class)}`);
+  const check = answer.input_check;
+  $("check-warning").hidden = !check || check.chest_xray;
+  if (check && !check.chest_xray) {
+    $("check-warning").textContent = `This may not be a frontal chest X-ray (${check.reason}): read the result with care.`;
+  }
   const bars = $("bars");
   bars.replaceChildren();
   for (const [name, p] of Object.entries(answer.probabilities)) {
