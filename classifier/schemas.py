@@ -86,6 +86,16 @@ class Readiness(BaseModel):
     models: dict[str, ModelStatus] = Field(examples=[{"pneumonia": "ready"}])
 
 
+class InputCheckRef(BaseModel):
+    """The input check that guards a model's answers (`classifier.input_check`)."""
+
+    name: str
+    version: str
+    mode: str = Field(description="CLASSIFIER_INPUT_CHECK: refuse (422) or flag (classified, chest_xray false)")
+    threshold: float = Field(description="an image whose score is below it is refused or flagged")
+    card_url: str = Field(examples=["/models/input-check"], description="the check's full card")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -93,14 +103,18 @@ class ModelInfo(BaseModel):
     predict_url: str = Field(examples=["/pneumonia/predict"])
     description: str
     intended_use: str
+    not_for: str = Field(description="what the model must not be used for")
     classes: list[str]
     positive_class: str | None = Field(description="the class whose probability is thresholded, if binary")
     threshold: float | None = Field(description="decision threshold on the positive class's probability")
     input_size: int = Field(description="side of the square grayscale model input, in pixels")
     validation: ValidationScores
+    input_check: InputCheckRef | None = Field(
+        description="the check every image passes before this model classifies it; null when it is off"
+    )
 
 
-def model_info(served: ServedModel) -> ModelInfo:
+def model_info(served: ServedModel, check: InputCheckRef | None) -> ModelInfo:
     card = served.card
     return ModelInfo(
         name=served.name,
@@ -109,11 +123,13 @@ def model_info(served: ServedModel) -> ModelInfo:
         predict_url=f"/{served.name}/predict",
         description=card.description,
         intended_use=card.intended_use,
+        not_for=card.not_for,
         classes=card.classes,
         positive_class=served.positive_class,
         threshold=card.threshold,
         input_size=card.input.size,
         validation=card.validation,
+        input_check=check,
     )
 
 

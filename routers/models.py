@@ -7,15 +7,27 @@ from fastapi import APIRouter
 from classifier.card import ModelCard
 from classifier.errors import ServiceError
 from classifier.input_check import CHECK_NAME, CheckCard
-from classifier.schemas import ErrorResponse, ModelInfo, model_info
-from routers.dependencies import InputCheckDep, RegistryDep
+from classifier.schemas import ErrorResponse, InputCheckRef, ModelInfo, model_info
+from routers.dependencies import InputCheckDep, RegistryDep, SettingsDep
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("", summary="Every served model: classes, threshold, input size, validation scores")
-async def list_models(registry: RegistryDep) -> list[ModelInfo]:
-    return [model_info(served) for served in registry]
+@router.get(
+    "", summary="Every served model: classes, threshold, input size, validation scores, the input check guarding it"
+)
+async def list_models(registry: RegistryDep, check: InputCheckDep, settings: SettingsDep) -> list[ModelInfo]:
+    guard = None
+    if check is not None:
+        card = check.card
+        guard = InputCheckRef(
+            name=card.name,
+            version=card.version,
+            mode=settings.input_check,
+            threshold=card.threshold,
+            card_url=f"/models/{CHECK_NAME}",
+        )
+    return [model_info(served, guard) for served in registry]
 
 
 @router.get(

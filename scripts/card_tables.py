@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classifier.card import ModelCard, Scores  # noqa: E402
+from classifier.card import ModelCard, Scores
 
 
 def percent(value: float | None) -> str:

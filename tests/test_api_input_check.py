@@ -110,7 +110,17 @@ def test_a_batch_refuses_only_the_image_that_is_not_an_xray(clients: dict[str, T
 def test_models_serves_the_checks_card(clients: dict[str, TestClient], trained_weights: Path) -> None:
     card = clients["refuse"].get(f"/models/{CHECK_NAME}").json()
     assert card == CheckCard.load(trained_weights / f"{CHECK_NAME}.json").model_dump(mode="json")
-    assert [m["name"] for m in clients["refuse"].get("/models").json()] == ["pneumonia"]
+    [info] = clients["refuse"].get("/models").json()
+    assert info["name"] == "pneumonia"
+    assert info["input_check"] == {
+        "name": CHECK_NAME,
+        "version": card["version"],
+        "mode": "refuse",
+        "threshold": card["threshold"],
+        "card_url": f"/models/{CHECK_NAME}",
+    }
+    assert clients["flag"].get("/models").json()[0]["input_check"]["mode"] == "flag"
+    assert clients["off"].get("/models").json()[0]["input_check"] is None
 
 
 def test_openapi_documents_the_field_and_the_422(clients: dict[str, TestClient]) -> None:
