@@ -73,6 +73,8 @@ def prediction_router(served: ServedModel) -> APIRouter:
     Prediction = prediction_schema(served)
     BatchPrediction = batch_item_schema(Prediction)
     router = APIRouter(prefix=f"/{name}", tags=[name])
+    card = served.card
+    about = f"{card.description}\n\n**For**: {card.intended_use}\n\n**Not for**: {card.not_for or '-'}\n\n"
 
     async def run(
         request: Request,
@@ -113,7 +115,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     @router.post(
         "/predict",
         summary=f"Classify one image with the {name} model",
-        description=f"Send the image as the multipart field `{IMAGE_FIELD}`, or as JSON "
+        description=f"{about}Send the image as the multipart field `{IMAGE_FIELD}`, or as JSON "
         '`{"image": "data:image/png;base64,..."}`.',
         response_model=Prediction,
         response_model_exclude_unset=True,
@@ -138,7 +140,7 @@ def prediction_router(served: ServedModel) -> APIRouter:
     @router.post(
         "/predict/batch",
         summary=f"Classify several images with the {name} model",
-        description=f"Send each image as a multipart field `{IMAGE_FIELD}`. The answer lists one result per "
+        description=f"{about}Send each image as a multipart field `{IMAGE_FIELD}`. The answer lists one result per "
         "image, in order; an image that cannot be classified gets an error entry and the others are still "
         "classified.",
         response_model=list[BatchPrediction | BatchError],

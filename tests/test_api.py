@@ -338,6 +338,14 @@ def test_openapi_documents_the_upload_and_the_answer(client: TestClient) -> None
     assert {"400", "413", "415", "422", "503"} <= set(operation["responses"])
 
 
+def test_openapi_says_what_each_model_is_for_and_not_for(client: TestClient, card: ModelCard) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for route in ("/pneumonia/predict", "/pneumonia/predict/batch"):
+        description = paths[route]["post"]["description"]
+        assert card.description in description and card.intended_use in description
+        assert f"**Not for**: {card.not_for or '-'}" in description
+
+
 def test_openapi_documents_the_cards_validation_scores(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert schemas["ModelInfo"]["properties"]["validation"] == {"$ref": "#/components/schemas/ValidationScores"}
