@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: import the project's packages
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from classifier.inference import TYPICALITY_SUFFIX  # noqa: E402
+from classifier.input_check import CHECK_NAME, check_files  # noqa: E402
+
 
 @dataclass
 class LoadResult:
@@ -262,10 +265,13 @@ def naive_server(port: int, mode: str, model: Path) -> tuple[list[str], dict[str
     return command, {"NAIVE_MODE": mode, "NAIVE_MODEL": str(model), "PYTHONPATH": str(ROOT)}
 
 
-def service(port: int, workers: int, models: Path, max_in_flight: int = 8) -> tuple[list[str], dict[str, str]]:
+def service(
+    port: int, workers: int, models: Path, max_in_flight: int = 8, input_check: str = "refuse"
+) -> tuple[list[str], dict[str, str]]:
     """The service as the container runs it: ``python -m classifier.serve``, set up by the environment."""
     env = {"CLASSIFIER_HOST": "127.0.0.1", "CLASSIFIER_PORT": str(port), "CLASSIFIER_WORKERS": str(workers),
-           "CLASSIFIER_MODELS_DIR": str(models), "CLASSIFIER_MAX_IN_FLIGHT": str(max_in_flight)}  # fmt: skip
+           "CLASSIFIER_MODELS_DIR": str(models), "CLASSIFIER_MAX_IN_FLIGHT": str(max_in_flight),
+           "CLASSIFIER_INPUT_CHECK": input_check}  # fmt: skip
     return [sys.executable, "-m", "classifier.serve"], env
 
 
@@ -314,13 +320,20 @@ def machine_load() -> dict:
 
 @contextlib.contextmanager
 def model_folders(model: Path) -> Iterator[tuple[Path, Path]]:
-    """Two copies of the model: Keras only (the service falls back to TensorFlow) and with its LiteRT export."""
+    """Two copies of the model and the input check beside it: Keras only (the service falls back to TensorFlow)
+    and with their LiteRT exports."""
     with tempfile.TemporaryDirectory() as tmp:
         keras_dir, litert_dir = Path(tmp, "keras"), Path(tmp, "litert")
+        check = model.with_name(CHECK_NAME)
         for folder in (keras_dir, litert_dir):
             folder.mkdir()
-            for suffix in (".keras", ".json"):
-                shutil.copy(model.with_suffix(suffix), folder)
+            for path in (model.with_suffix(".keras"), model.with_suffix(".json"), *check_files(model.parent)):
+                shutil.copy(path, folder)
+            shutil.copy(check.with_suffix(".keras"), folder)
+            statistics = model.with_name(model.stem + TYPICALITY_SUFFIX)
+            if statistics.is_file():
+                shutil.copy(statistics, folder)
+        shutil.copy(check.with_suffix(".tflite"), litert_dir)
         export = model.with_suffix(".tflite")
         if export.is_file():
             shutil.copy(export, litert_dir)
@@ -358,6 +371,12 @@ def main() -> None:
                 (f"service, {runtime}", workers, partial(service, workers=workers, models=models, max_in_flight=64))
                 for runtime, models in (("TensorFlow", keras_dir), ("LiteRT", litert_dir))
                 for workers in (1, 2)
+            ),
+            # the cost of the input check: the same server with it off
+            (
+                "service, LiteRT, input check off",
+                2,
+                partial(service, workers=2, models=litert_dir, max_in_flight=64, input_check="off"),
             ),
         ]
         for label, workers, launch in servers:
