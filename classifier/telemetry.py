@@ -173,8 +173,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class _ServiceHandler(logging.StreamHandler):
-    """Writes to the current ``sys.stdout`` (looked up at each record, so a redirected stream is followed);
-    calling `configure_logging` again replaces it."""
+    """Writes to the current ``sys.stdout`` (looked up at each record, so a redirected stream is followed)."""
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
@@ -198,9 +197,7 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
     root = logging.getLogger()
-    for previous in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
-        root.removeHandler(previous)
-    root.addHandler(handler)
+    root.handlers = [handler]  # the service's log is this one stream, whatever was set up before
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
