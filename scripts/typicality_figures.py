@@ -8,9 +8,12 @@ the count, the median and the share below 0.05 of each.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: import the project's packages
 
 from classifier.data import load_images
 from classifier.inference import load_model
