@@ -141,9 +141,7 @@ def test_a_refused_upload_shows_the_servers_reason(browser: Browser, base_url: s
 def test_an_image_that_is_not_an_xray_shows_as_a_refusal(browser: Browser, base_url: str, tmp_path: Path) -> None:
     page = browser.new_page()  # the 422 is logged to the console as a failed resource: expected here
     page.goto(base_url)
-    photo = tmp_path / "holiday.png"
-    rng = np.random.default_rng(3)
-    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).resize((320, 240)).save(photo)
+    photo = colour_photo(tmp_path)
     page.set_input_files("#file", photo)
     page.wait_for_selector("#refusal:not([hidden])", timeout=15_000)
     assert "does not look like a frontal chest X-ray" in page.inner_text("#refusal")
@@ -154,6 +152,25 @@ def test_an_image_that_is_not_an_xray_shows_as_a_refusal(browser: Browser, base_
     wait_for_result(page)
     assert page.is_hidden("#refusal") and page.is_hidden("#check-warning")
     page.close()
+
+
+def test_only_the_latest_choice_is_shown(browser: Browser, base_url: str, tmp_path: Path) -> None:
+    page = browser.new_page()
+    page.goto(base_url)
+    page.set_input_files("#file", FIXTURE)
+    page.set_input_files("#file", colour_photo(tmp_path))  # chosen before the X-ray's answer is back
+    page.wait_for_selector("#refusal:not([hidden])", timeout=15_000)
+    page.wait_for_timeout(2_000)  # the X-ray's answer has arrived by now, and is not shown
+    assert page.is_hidden("#result") and page.is_visible("#refusal")
+    page.close()
+
+
+def colour_photo(folder: Path) -> Path:
+    """A small colour picture: what the input check refuses outright."""
+    photo = folder / "holiday.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).resize((320, 240)).save(photo)
+    return photo
 
 
 def test_the_page_opens_on_the_pneumonia_model(browser: Browser, trained_weights: Path, tmp_path: Path) -> None:

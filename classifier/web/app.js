@@ -4,11 +4,12 @@
 
 const $ = (id) => document.getElementById(id);
 const percent = (p) => `${(100 * p).toFixed(1)}\u00a0%`;
-const display = (name) => name.replaceAll("_", " "); // viral_pneumonia -> viral pneumonia
+const display = (name) => name.replaceAll("_", " "); // other_pneumonia -> other pneumonia
 const width = (p) => `${(100 * p).toFixed(2)}%`;
 const KEY_STORE = "classifier-api-key"; // sessionStorage: forgotten when the tab closes
 const MAIN_MODEL = "pneumonia"; // the model the page opens on, when served
 let models = [];
+let latestRequest = 0;
 let currentFile = null;
 let shownImage = null;
 let keyWanted = null; // while the key form is shown: a promise resolved when a key is entered
@@ -81,6 +82,7 @@ async function classify(file) {
   currentFile = file; // chosen before the models are known (waiting for a key): classified once they are
   const model = models.find((m) => m.name === $("model").value);
   if (!file || !model) return;
+  const request = ++latestRequest; // an answer to an earlier choice that arrives late is not shown
   $("error").hidden = true;
   $("result").hidden = true;
   $("refusal").hidden = true;
@@ -93,10 +95,12 @@ async function classify(file) {
     response = await api(`${model.predict_url}?attention=true`, { method: "POST", body: form });
     body = await response.json();
   } catch (error) {
+    if (request !== latestRequest) return;
     $("status").textContent = "";
     showError(`The server could not be reached: ${error.message}`);
     return;
   }
+  if (request !== latestRequest) return;
   $("status").textContent = "";
   if (body.kind === "not_a_chest_xray") {
     showRefusal(body, file);
