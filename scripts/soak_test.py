@@ -56,6 +56,7 @@ from benchmark import (
 )
 from PIL import Image
 
+from classifier.registry import ModelRegistry
 from classifier.settings import Settings
 
 FIXTURES = ROOT / "fixtures"
@@ -372,7 +373,7 @@ def main() -> int:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    models = sorted(path.stem for path in (ROOT / "weights").glob("*.tflite"))
+    models = [served.name for served in ModelRegistry.discover(ROOT / "weights", [])]  # the input check is no model
     limits = Settings()
     command, env = service(free_port(), args.workers, ROOT / "weights", max_in_flight=limits.max_in_flight)
     env.update(CLASSIFIER_LOG_FORMAT="json", CLASSIFIER_RUNTIME="litert")
