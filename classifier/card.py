@@ -127,6 +127,12 @@ class ModelCard(BaseModel):
     positive_class: str | None = None
     threshold: float | None = Field(None, description="decision threshold on the positive class's probability")
     threshold_rule: str | None = None
+    class_offsets: dict[str, float] | None = Field(
+        None,
+        description="an argmax model's offsets to each class's log-probability (a shift of the class priors), "
+        "folded into the network's output layer: the probabilities served and scored here include them",
+    )
+    class_offsets_rule: str | None = None
     input: InputSpec
     validation: ValidationScores
     training: TrainingRecord
@@ -154,6 +160,7 @@ def build_card(
     """The card of the model `run` trained on `spec`'s dataset, validated as `validation` says."""
     today = dt.date.today().isoformat()
     split = run.split
+    offsets = validation.class_offsets
     return ModelCard(
         name=spec.name,
         version=today,
@@ -164,6 +171,8 @@ def build_card(
         positive_class=spec.positive_class,
         threshold=validation.threshold,
         threshold_rule=validation.threshold_rule,
+        class_offsets=dict(zip(spec.classes, offsets.offsets, strict=True)) if offsets else None,
+        class_offsets_rule=offsets.rule if offsets else None,
         input=InputSpec(size=image_size, preprocessing=preprocessing.DESCRIPTION),
         validation=validation.scores,
         training=TrainingRecord(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from classifier.preprocessing import IMAGE_SIZE
 
 ATTENTION_LAYER = "attention"
+OUTPUT_LAYER = "probabilities"
 POOLING_LAYER = "gated_pooling"
 SERVED_OUTPUTS = ("probabilities", "attention", "features")
 """What a served model returns for a batch: class probabilities, attention maps, and the pooled features the
@@ -75,7 +77,7 @@ def build_model(
     x = GatedAveragePooling(name=POOLING_LAYER)([features, attention])
     x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(64, activation="relu", name="head_dense")(x)
-    outputs = layers.Dense(len(classes), activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(len(classes), activation="softmax", name=OUTPUT_LAYER)(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -100,6 +102,16 @@ def ensemble(members: list[keras.Model], name: str) -> keras.Model:
     probabilities = layers.Average(name="probabilities")([p for p, _ in outputs])
     attention = layers.Average(name=ATTENTION_LAYER)([a for _, a in outputs])
     return keras.Model(inputs, [probabilities, attention], name=name)
+
+
+def add_class_offsets(model: keras.Model, offsets: tuple[float, ...]) -> None:
+    """Add `offsets` to the logits of `model`'s output layer (of each member's, for an average of networks): each
+    network's probabilities become softmax(log(probabilities) + offsets) (`classifier.scores.ClassOffsets`)."""
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
+    for member in members:
+        output = member.get_layer(OUTPUT_LAYER)
+        kernel, bias = output.get_weights()
+        output.set_weights([kernel, bias + np.asarray(offsets, dtype=bias.dtype)])
 
 
 def serving_network(model: keras.Model) -> keras.Model:

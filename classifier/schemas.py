@@ -107,6 +107,10 @@ class ModelInfo(BaseModel):
     classes: list[str]
     positive_class: str | None = Field(description="the class whose probability is thresholded, if binary")
     threshold: float | None = Field(description="decision threshold on the positive class's probability")
+    class_offsets: dict[str, float] | None = Field(
+        description="a multi-class model's offsets to the classes' log-probabilities, chosen on validation and "
+        "already in its probabilities (it answers the most probable class)"
+    )
     input_size: int = Field(description="side of the square grayscale model input, in pixels")
     validation: ValidationScores
     input_check: InputCheckRef | None = Field(
@@ -127,6 +131,7 @@ def model_info(served: ServedModel, check: InputCheckRef | None) -> ModelInfo:
         classes=card.classes,
         positive_class=served.positive_class,
         threshold=card.threshold,
+        class_offsets=card.class_offsets,
         input_size=card.input.size,
         validation=card.validation,
         input_check=check,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +14,73 @@ from classifier.card import CrossValidation, FoldScores, Scores, ValidationScore
 
 MIN_SENSITIVITY = 0.95
 """The threshold rule's floor on validation sensitivity for screening models."""
+OFFSET_GRID = np.arange(-3.0, 3.01, 0.25)
+"""The class offsets tried (log-probability units, against the first class's 0)."""
 _SINGLE_NUMBERS = [name for name, field in Scores.model_fields.items() if field.annotation in (float, float | None)]
 """The scores that are one number: accuracy, balanced accuracy, ROC AUC, ..."""
+
+
+@dataclass(frozen=True)
+class ClassOffsets:
+    """Offsets added to the log-probabilities of an argmax model's classes (a shift of its class priors), which
+    `classifier.model.add_class_offsets` folds into the network's output layer."""
+
+    offsets: tuple[float, ...]
+    """One per class, in order; the first is 0."""
+    rule: str
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        """The probabilities the shifted network gives where the original one gave `probabilities`."""
+        return shift_probabilities(probabilities, np.array(self.offsets))
+
+
+def shift_probabilities(probabilities: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """softmax(log(probabilities) + offsets), row by row."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) + offsets
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def choose_class_offsets(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    groups: Sequence[str],
+    classes: tuple[str, ...],
+    recall_floors: Mapping[str, float] | None = None,
+) -> ClassOffsets:
+    """The class offsets (the first class's 0, the others from `OFFSET_GRID`) under which the lowest recall of any
+    class within any of the `groups` (age groups) that holds it, less that class's floor in `recall_floors` (0
+    for a class not named), is highest; ties go to the higher mean of those margins, then to the smaller offsets.
+
+    A network trained on children and adults together can be sure of the children's classes and unsure of the
+    adults' (whose images are fewer and noisier); argmax then favours whichever class the unsure cases lean to, and
+    one group's recall of a class collapses. The offsets trade a little of the easy recalls for the worst one; the
+    floors say which recalls matter more (missing COVID-19 costs more than calling a normal image sick).
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    floors = recall_floors or {}
+    cells = [
+        (cell, floors.get(classes[label], 0.0), label)
+        for group in np.unique(groups)
+        for label in range(len(classes))
+        if (cell := (groups == group) & (labels == label)).any()
+    ]
+    log_probabilities = np.log(np.clip(probabilities, 1e-12, 1.0))
+    best, best_key = np.zeros(len(classes)), None
+    for tail in itertools.product(OFFSET_GRID, repeat=len(classes) - 1):
+        offsets = np.array([0.0, *tail])
+        predicted = (log_probabilities + offsets).argmax(axis=1)
+        margins = [float((predicted[cell] == label).mean()) - floor for cell, floor, label in cells]
+        key = (min(margins), float(np.mean(margins)), -float(np.abs(offsets).sum()))
+        if best_key is None or key > best_key:
+            best, best_key = offsets, key
+    stated = ", ".join(f"{name} {floor:.2f}" for name, floor in floors.items())
+    rule = (
+        "log-probability offsets (a shift of the class priors) that maximise the lowest recall of any class within "
+        f"any age group{f' less its floor ({stated})' if floors else ''}, on the validation split; the figures "
+        "here include them (chosen on the same split: slightly optimistic)"
+    )
+    return ClassOffsets(tuple(round(float(o), 2) for o in best), rule)
 
 
 @dataclass(frozen=True)
@@ -25,6 +91,8 @@ class Validation:
     """Decision threshold on the positive class's probability; None for an argmax model."""
     threshold_rule: str | None
     scores: ValidationScores
+    class_offsets: ClassOffsets | None = None
+    """An argmax model's class offsets, already in the scored probabilities."""
 
 
 def validate(
@@ -36,10 +104,12 @@ def validate(
     *,
     sources: Sequence[str] | None = None,
     age_groups: Sequence[str] | None = None,
+    class_offsets: ClassOffsets | None = None,
 ) -> Validation:
     """Choose the threshold of a screening model (one with a `positive_class`) and score the validation (or
     out-of-fold) predictions at it, overall and within each of the images' `sources` and `age_groups`; with
-    `folds`, add each fold's scores and their spread."""
+    `folds`, add each fold's scores and their spread. `class_offsets` (`choose_class_offsets`) are recorded as
+    the decision rule of an argmax model whose `probabilities` include them."""
     sources = np.asarray(sources if sources is not None else ["all"] * len(labels))
     threshold, rule = None, None
     if positive_class:
@@ -54,7 +124,7 @@ def validate(
         if age_groups is None
         else subset_scores(labels, probabilities, classes, threshold, age_groups),
     )
-    return Validation(threshold, rule, scores)
+    return Validation(threshold, rule, scores, class_offsets)
 
 
 def subset_scores(

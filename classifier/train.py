@@ -11,7 +11,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -34,7 +34,7 @@ from classifier.density import FeatureDensity
 from classifier.errors import UserError
 from classifier.export import export_litert
 from classifier.inference import TYPICALITY_SUFFIX
-from classifier.model import build_model, ensemble, serving_network, with_attention
+from classifier.model import add_class_offsets, build_model, ensemble, serving_network, with_attention
 from classifier.paths import DATA_DIR, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -319,9 +319,19 @@ class Train:
         return probabilities
 
     def deploy_model(self, run: FittedRun) -> Path:
-        """Choose the threshold and score the validation predictions, then write ``<weights_dir>/<dataset>.keras``,
+        """Choose the threshold (or an argmax model's class offsets, folded into its output layer) and score the
+        validation predictions, then write ``<weights_dir>/<dataset>.keras``,
         its LiteRT export ``.tflite``, the model card ``.json`` and its plots."""
         examples = [run.split.examples[i] for i in run.validation_rows]
+        age_groups = [e.age_group for e in examples]
+        offsets = None
+        if not self.spec.positive_class:
+            offsets = scores.choose_class_offsets(
+                run.labels, run.probabilities, age_groups, self.spec.classes, self.spec.recall_floors
+            )
+            log.info("class offsets %s (%s)", dict(zip(self.spec.classes, offsets.offsets, strict=True)), offsets.rule)
+            add_class_offsets(run.model, offsets.offsets)
+            run = replace(run, probabilities=offsets.apply(run.probabilities))
         validation = scores.validate(
             run.labels,
             run.probabilities,
@@ -329,7 +339,8 @@ class Train:
             self.spec.positive_class,
             run.folds,
             sources=[e.source for e in examples],
-            age_groups=[e.age_group for e in examples],
+            age_groups=age_groups,
+            class_offsets=offsets,
         )
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         stem = self.weights_dir / self.dataset

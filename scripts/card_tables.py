@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.cards:
         card = ModelCard.load(path)
-        threshold = "" if card.threshold is None else f", threshold {card.threshold:.3f}"
-        print(f"`{card.name}` {card.version}{threshold}\n\n{table(card)}\n")
+        decision = "" if card.threshold is None else f", threshold {card.threshold:.3f}"
+        if card.class_offsets:
+            decision = ", class offsets " + ", ".join(f"{c} {o:+.2f}" for c, o in card.class_offsets.items())
+        print(f"`{card.name}` {card.version}{decision}\n\n{table(card)}\n")
     return 0
 
 

@@ -62,6 +62,8 @@ def test_covid_cross_validates_from_the_pneumonia_model(data_root: Path, trained
     trainer.run()
     card = ModelCard.load(tmp_path / "covid.json")
     assert card.classes == ["covid", "normal", "other_pneumonia"] and card.threshold is None
+    assert list(card.class_offsets) == card.classes and card.class_offsets["covid"] == 0.0
+    assert "lowest recall" in card.class_offsets_rule
     cv = card.validation.cross_validation
     assert cv.folds == 2 and len(cv.per_fold) == 2
     assert set(cv.std) >= {"accuracy", "roc_auc"}
@@ -71,8 +73,10 @@ def test_covid_cross_validates_from_the_pneumonia_model(data_root: Path, trained
     assert sum(map(sum, card.validation.confusion_matrix)) == 48 + 25 + 36
     assert card.validation.by_source["cohen"].recall.keys() == {"covid", "other_pneumonia"}
     shipped = keras.saving.load_model(tmp_path / "covid.keras", safe_mode=True)
-    probabilities, attention = with_attention(shipped)(np.zeros((1, 64, 64, 1), "float32"))
-    assert probabilities.shape == (1, 3) and attention.shape == (1, 8, 8, 1)
+    size = card.input.size  # the dataset's own (96 for covid), beside a 64x64 pneumonia model it started from
+    assert size == get_dataset("covid").image_size
+    probabilities, attention = with_attention(shipped)(np.zeros((1, size, size, 1), "float32"))
+    assert probabilities.shape == (1, 3) and attention.shape == (1, size // 8, size // 8, 1)
     served = load_model(tmp_path / "covid.keras")  # the LiteRT export of the averaged networks
     assert served.runtime == "litert"
     image = (FIXTURES / "covid_1.jpeg").read_bytes()

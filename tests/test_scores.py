@@ -12,9 +12,11 @@ from classifier.input_check import CHECK_NAME
 from classifier.paths import WEIGHTS_DIR
 from classifier.scores import (
     MIN_SENSITIVITY,
+    choose_class_offsets,
     choose_threshold,
     classification_report,
     fold_summary,
+    shift_probabilities,
     validate,
 )
 
@@ -97,6 +99,56 @@ def test_multi_class_report() -> None:
     assert set(report.model_dump()) >= {"f1_macro"} and not {"sensitivity", "specificity", "f1"} & set(
         report.model_dump()
     )
+
+
+def test_class_offsets_lift_the_worst_recall_of_any_class_in_any_group() -> None:
+    # the children's classes are sure; the adults' normals lean to covid by a log-probability of about 1
+    child = [([0.02, 0.95, 0.03], 1), ([0.02, 0.03, 0.95], 2)] * 20
+    adult = [([0.6, 0.3, 0.1], 1), ([0.55, 0.25, 0.2], 1), ([0.8, 0.1, 0.1], 0), ([0.2, 0.1, 0.7], 2)] * 5
+    rows = child + adult
+    probabilities = np.array([p for p, _ in rows])
+    labels = np.array([label for _, label in rows])
+    groups = ["child"] * len(child) + ["adult"] * len(adult)
+    assert classification_report(labels[40:], probabilities[40:], THREE, None).recall["normal"] == 0.0
+    offsets = choose_class_offsets(labels, probabilities, groups, THREE)
+    assert offsets.offsets[0] == 0.0 and len(offsets.offsets) == 3
+    shifted = offsets.apply(probabilities)
+    np.testing.assert_allclose(shifted.sum(axis=1), 1.0, rtol=1e-6)
+    for group in ("child", "adult"):
+        rows_of_group = np.array(groups) == group
+        recall = classification_report(labels[rows_of_group], shifted[rows_of_group], THREE, None).recall
+        assert min(r for c, r in recall.items() if c != "covid" or group == "adult") == 1.0, (group, recall)
+    assert "lowest recall" in offsets.rule
+
+
+def test_class_offsets_of_a_balanced_model_are_none() -> None:
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]] * 3)
+    labels = np.array([0, 1, 2] * 3)
+    assert choose_class_offsets(labels, probabilities, ["adult"] * 9, THREE).offsets == (0.0, 0.0, 0.0)
+
+
+def test_recall_floors_say_which_class_matters_more() -> None:
+    # normal and viral pneumonia overlap: a floor on viral pneumonia's recall moves the boundary its way
+    rng = np.random.default_rng(0)
+    score = np.concatenate([rng.normal(0, 1, 200), rng.normal(1, 1, 200)])
+    probabilities = np.stack([np.full(400, 1e-3), 1 / (1 + np.exp(score)), 1 / (1 + np.exp(-score))], axis=1)
+    labels = np.array([1] * 200 + [2] * 200)
+    groups = ["adult"] * 400
+    even = choose_class_offsets(labels, probabilities, groups, THREE)
+    favoured = choose_class_offsets(labels, probabilities, groups, THREE, {"viral_pneumonia": 0.9, "normal": 0.5})
+    recall = {
+        name: classification_report(labels, offsets.apply(probabilities), THREE, None).recall
+        for name, offsets in (("even", even), ("favoured", favoured))
+    }
+    assert abs(recall["even"]["normal"] - recall["even"]["viral_pneumonia"]) < 0.1
+    assert recall["favoured"]["viral_pneumonia"] > recall["even"]["viral_pneumonia"] + 0.1
+    assert recall["favoured"]["normal"] < recall["even"]["normal"] - 0.1
+    assert "viral_pneumonia 0.90" in favoured.rule
+
+
+def test_shifted_probabilities_are_a_change_of_class_priors() -> None:
+    probabilities = np.array([[0.5, 0.25, 0.25]])
+    np.testing.assert_allclose(shift_probabilities(probabilities, np.array([0.0, np.log(2), 0.0])), [[0.4, 0.4, 0.2]])
 
 
 def test_a_missing_class_has_no_roc_auc() -> None:

@@ -23,7 +23,8 @@ from classifier.data import (
 )
 from classifier.datasets import KERMANY, get_dataset
 from classifier.inference import load_model
-from classifier.model import GatedAveragePooling, build_model, with_attention
+from classifier.model import GatedAveragePooling, add_class_offsets, build_model, ensemble, with_attention
+from classifier.scores import shift_probabilities
 from tests.helpers import FIXTURES
 
 
@@ -148,6 +149,21 @@ def test_gated_pooling_rescales_by_the_attention_mean() -> None:
 def test_model_card_json_round_trips(trained_weights: Path) -> None:
     raw = json.loads((trained_weights / "pneumonia.json").read_text())
     assert ModelCard.model_validate(raw).model_dump(mode="json")["classes"] == raw["classes"]
+
+
+def test_class_offsets_fold_into_the_output_layer_of_a_network_and_of_each_member_of_an_average() -> None:
+    images = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
+    offsets = (0.0, 1.0, -0.5)
+    members = [build_model(("a", "b", "c"), image_size=32, filters=(4, 8, 8, 8)) for _ in range(2)]
+    before = [np.asarray(member(images)) for member in members]
+    average = ensemble(members, name="average")
+    add_class_offsets(average, offsets)
+    expected = [shift_probabilities(p, np.array(offsets)) for p in before]
+    np.testing.assert_allclose(np.asarray(average(images)[0]), np.mean(expected, axis=0), atol=1e-5)
+    single = build_model(("a", "b", "c"), image_size=32, filters=(4, 8, 8, 8))
+    raw = np.asarray(single(images))
+    add_class_offsets(single, offsets)
+    np.testing.assert_allclose(np.asarray(single(images)), shift_probabilities(raw, np.array(offsets)), atol=1e-5)
 
 
 def test_build_model_attention_map_is_one_eighth_of_input() -> None:
