@@ -106,7 +106,9 @@ class ValidationScores(Scores):
     """Scores on the patient-grouped validation split, or pooled over the out-of-fold predictions of a
     cross-validated model (each image scored by the one fold network that never saw it)."""
 
-    cross_validation: CrossValidation | None = Field(None, description="each fold's scores and their spread")
+    cross_validation: CrossValidation | None = Field(
+        None, description="each fold's scores and their spread, at plain argmax (before any class offsets)"
+    )
     by_source: dict[str, Scores] | None = Field(
         None,
         description="the same scores (at the same threshold) within each source: a model right for the wrong "
